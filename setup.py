@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="rep3d-nnunet",
+    version="0.1.0",
+    description="Rep3D (spatially-adaptive gradient re-parameterisation for 3D large-kernel "
+    "convolutions) as an nnU-Net v2 plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rep3d_nnunet", "rep3d_nnunet.*"]),
+    include_package_data=True,
+    install_requires=[
+        "nnunetv2>=2.8.1,<2.9",
+        "torch>=2.1.2",
+        "dynamic-network-architectures>=0.4.4,<0.5",
+        "batchgenerators>=0.25",
+        "SimpleITK",
+        "numpy",
+        # maintained UNETR blocks for the paper-faithful decoder
+        "monai>=1.4",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    entry_points={"console_scripts": ["rep3d-nnunet=rep3d_nnunet.cli:main"]},
+)
