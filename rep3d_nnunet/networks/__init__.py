@@ -1,0 +1,1 @@
+"""Segmentation networks built on the Rep3D encoder."""
