@@ -18,8 +18,13 @@ def kernel_size_3d(kernel_size: KernelSize, min_size: int = MIN_KERNEL_SIZE,
     Odd sizes keep a single centre tap (needed by the prior and by 'same' padding).
     Raises ``ValueError`` naming the valid sizes otherwise.
     """
-    sizes = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
     valid = f"odd integers from {min_size} to {max_size} (e.g. 3, 5, 7, ..., 21, ..., {max_size})"
+    if isinstance(kernel_size, int):
+        sizes = (kernel_size,) * 3
+    elif isinstance(kernel_size, (tuple, list)):
+        sizes = tuple(kernel_size)
+    else:
+        raise ValueError(f"kernel_size must be an int or a tuple of 3 ints, got {kernel_size!r}")
     if len(sizes) != 3:
         raise ValueError(f"kernel_size must be an int or a tuple of 3 ints, got {kernel_size!r}")
     for s in sizes:
