@@ -97,3 +97,16 @@ def test_mask_modes():
 
 def test_prior_is_not_in_the_state_dict():
     assert "prior" not in KernelMask(2, 5, "prior").state_dict()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_generator_fast_path_equals_dense_convs(per_channel):
+    g = LRBMGenerator(out_channels=3 if per_channel else 1)
+    nn_init_nonzero(g)
+    p = distance_prior((7, 9, 11))[None, None]
+    ref = g.conv2(g.gate(g.norm(g.conv1(p))))
+    assert (g(p) - ref).abs().max() <= 1e-5 * ref.abs().max()
+    grads = torch.autograd.grad(g(p).square().sum(), list(g.parameters()))
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(g.parameters()))
+    for a, b in zip(grads, ref_grads):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
