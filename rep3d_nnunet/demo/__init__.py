@@ -1,0 +1,1 @@
+"""The demo: an embedded synthetic dataset and the plan -> train -> predict -> evaluate driver."""
