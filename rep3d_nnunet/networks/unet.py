@@ -1,0 +1,167 @@
+"""Rep3D encoder + nnU-Net's own decoder: the network nnU-Net builds from Rep3D plans.
+
+Plans name it by import path (``network_class_name =
+"rep3d_nnunet.networks.unet.Rep3DUNet"``) and ``get_network_from_plans`` calls
+``Rep3DUNet(input_channels=..., num_classes=..., **arch_kwargs, deep_supervision=...)``.
+The decoder is dynamic-network-architectures' ``UNetDecoder`` configured exactly as
+in nnU-Net's ResEnc/plain U-Nets (plans' conv kernel sizes, InstanceNorm,
+LeakyReLU, deep supervision), so a comparison with ResEnc differs only in the encoder.
+
+A network built with ``deploy=True`` is the folded form (plain depthwise convs, no
+mask generator). It also accepts a *training-form* state dict in ``load_state_dict``
+and folds it on the way in; that is what lets nnU-Net's stock predictor, which
+always loads the checkpoint's training-form ``network_weights``, run the deploy form.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+
+import numpy as np
+import torch
+from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+from torch import nn
+
+from rep3d_nnunet.deploy import reparameterize_model
+from rep3d_nnunet.encoder import Rep3DEncoder
+from rep3d_nnunet.prior import kernel_size_3d
+
+IntOrTriple = Union[int, Sequence[int]]
+
+
+def _triple(v: IntOrTriple) -> Tuple[int, int, int]:
+    t = (int(v),) * 3 if isinstance(v, (int, np.integer)) else tuple(int(i) for i in v)
+    if len(t) != 3:
+        raise ValueError(f"expected an int or 3 ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+class Rep3DUNet(nn.Module):
+    """Rep3D (or 3D UX-Net) encoder with dynamic-network-architectures' ``UNetDecoder``.
+
+    Geometry follows nnU-Net's plans: ``n_stages``, ``features_per_stage``,
+    ``strides`` (stage 0's stride is the stem's; nnU-Net plans use 1 there, so the
+    stem runs at full resolution), ``kernel_sizes`` (the decoder's conv kernels, as in
+    every nnU-Net U-Net), ``dw_kernel_sizes`` (the encoder's depthwise kernel per
+    stage, int or 3-tuple, odd), ``n_blocks_per_stage`` (encoder blocks per stage)
+    and ``n_conv_per_stage_decoder``. ``block`` / ``mask`` / ``csla_small_kernel``
+    pick the variant (see ``rep3d_nnunet.encoder.Rep3DEncoder``).
+    """
+
+    def __init__(self, input_channels: int, n_stages: int, features_per_stage: Sequence[int],
+                 strides: Sequence[IntOrTriple], kernel_sizes: Sequence[IntOrTriple],
+                 dw_kernel_sizes: Sequence[IntOrTriple], n_blocks_per_stage: Union[int, Sequence[int]],
+                 num_classes: int, n_conv_per_stage_decoder: Union[int, Sequence[int]],
+                 conv_op: Type[nn.Module] = nn.Conv3d, block: str = "rep3d", mask: str = "lrbm",
+                 csla_small_kernel: Optional[int] = None, stem_kernel_size: int = 7, beta: float = 1.0,
+                 per_channel_mask: bool = False, conv_bias: bool = True,
+                 norm_op: Optional[Type[nn.Module]] = nn.InstanceNorm3d, norm_op_kwargs: Optional[dict] = None,
+                 dropout_op: Optional[Type[nn.Module]] = None, dropout_op_kwargs: Optional[dict] = None,
+                 nonlin: Optional[Type[nn.Module]] = nn.LeakyReLU, nonlin_kwargs: Optional[dict] = None,
+                 deep_supervision: bool = False, deploy: bool = False) -> None:
+        # everything needed to rebuild this network in the other form (see load_state_dict)
+        init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        if conv_op is not nn.Conv3d:
+            raise ValueError(f"Rep3DUNet is 3D only (conv_op must be torch.nn.Conv3d, got {conv_op}); "
+                             "use a 3d_fullres / 3d_lowres configuration")
+        for name, seq in (("features_per_stage", features_per_stage), ("strides", strides),
+                          ("kernel_sizes", kernel_sizes), ("dw_kernel_sizes", dw_kernel_sizes)):
+            if len(seq) != n_stages:
+                raise ValueError(f"{name} needs one entry per stage ({n_stages}), got {len(seq)}: {list(seq)}")
+        self._init_kwargs = init_kwargs
+        self.deploy = deploy
+
+        strides3 = [_triple(s) for s in strides]
+        self.encoder = Rep3DEncoder(
+            input_channels, features_per_stage, n_blocks_per_stage,
+            [kernel_size_3d(_triple(k)) for k in dw_kernel_sizes], strides3, stem_kernel_size=stem_kernel_size,
+            block=block, mask=mask, csla_small_kernel=csla_small_kernel, beta=beta,
+            per_channel_mask=per_channel_mask, deploy=deploy)
+        # UNetDecoder reads its conv settings from the encoder object it is given. Hand it a
+        # plain description (not the Rep3D encoder) so its convs are nnU-Net's own (plans'
+        # kernel sizes, InstanceNorm, LeakyReLU), and so the state dict has no aliased
+        # decoder.encoder.* copy of the encoder.
+        decoder_spec = SimpleNamespace(
+            output_channels=[int(f) for f in features_per_stage], strides=strides3,
+            kernel_sizes=[list(_triple(k)) for k in kernel_sizes], conv_op=nn.Conv3d, conv_bias=conv_bias,
+            norm_op=norm_op, norm_op_kwargs=norm_op_kwargs, dropout_op=dropout_op,
+            dropout_op_kwargs=dropout_op_kwargs, nonlin=nonlin, nonlin_kwargs=nonlin_kwargs)
+        self.decoder = UNetDecoder(decoder_spec, num_classes, n_conv_per_stage_decoder, deep_supervision)
+        self._deploy_cache: Dict[int, Tuple[dict, dict]] = {}
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+        return self.decoder(self.encoder(x))
+
+    # ---- what nnU-Net's planner and trainer call -------------------------------------------
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """Activation elements stored for one sample (nnU-Net's planner unit), see ``encoder_feature_map_size``."""
+        assert len(input_size) == 3, "give the spatial patch size (x, y, z) only"
+        return encoder_feature_map_size(self.encoder, input_size) + \
+            self.decoder.compute_conv_feature_map_size(input_size)
+
+    def initialize(self, module: nn.Module) -> None:
+        """nnU-Net calls ``network.apply(network.initialize)``: He-init the decoder, as nnU-Net's U-Nets do.
+
+        The encoder keeps the initialisation its modules chose (e.g. the LRBM generator's
+        zero-initialised last conv, which makes M == P at the start), so this acts once,
+        when ``apply`` reaches the network itself.
+        """
+        if module is self:
+            self.decoder.apply(InitWeights_He(1e-2))
+
+    # ---- deploy form ------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a state dict; a deploy-form network also accepts training-form weights and folds them."""
+        if self.deploy and set(state_dict.keys()) != set(self.state_dict().keys()):
+            state_dict = self._fold_training_state_dict(state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _fold_training_state_dict(self, state_dict: dict) -> dict:
+        # nnU-Net's predictor re-loads the same dict object for every case and fold: fold each once.
+        cached = self._deploy_cache.get(id(state_dict))
+        if cached is not None and cached[0] is state_dict:
+            return cached[1]
+        kwargs = dict(self._init_kwargs, deploy=False)
+        training_form = type(self)(**kwargs)
+        try:
+            training_form.load_state_dict(state_dict)
+        except RuntimeError as e:
+            raise RuntimeError(
+                "these weights fit neither the deploy form nor the training form of this Rep3DUNet "
+                "(were they trained with other plans or another trainer variant?)\n" + str(e)) from e
+        folded = reparameterize_model(training_form.eval()).state_dict()
+        self._deploy_cache[id(state_dict)] = (state_dict, folded)  # keeps state_dict alive: ids stay unique
+        return folded
+
+
+def encoder_feature_map_size(encoder: Rep3DEncoder, input_size: Sequence[int]) -> np.int64:
+    """Elements of the activations the encoder keeps for backward, per sample.
+
+    Counted like dynamic-network-architectures counts its U-Nets (one feature map per
+    conv output; norm and non-linearity ride along), plus what large depthwise kernels
+    add: (a) the zero-padded input of every depthwise conv, prod(s + k - 1) * C, which
+    exceeds the feature map itself by a large factor at deep stages (a 21^3 kernel on
+    a 4^3 map pads it to 24^3); (b) per masked / CSLA kernel, the effective kernel
+    W * M (or the second branch) of C * prod(k) elements. 3D UX-Net blocks also keep
+    their x4 expansion. The padding term is conservative for backends that pad
+    implicitly; it is what makes the planner shrink patches for large kernels.
+    """
+    size = np.array(input_size, dtype=np.int64)
+    total = np.int64(0)
+    for c, depth, k, s in zip(encoder.features, encoder.depths, encoder.kernel_sizes, encoder.strides):
+        size = size // np.array(s)
+        vox = int(np.prod(size))
+        k3 = np.array(_triple(k))
+        padded = int(np.prod(size + k3 - 1))
+        total += 2 * c * vox  # downsampling conv + its LayerNorm
+        per_block = c * (vox + padded)  # DW conv output (BN, GELU ride along) + padded input
+        if encoder.mask != "none":
+            per_block += c * int(np.prod(k3))  # the effective kernel W * M
+        if encoder.csla_small_kernel is not None:
+            per_block += c * vox  # the second (small-kernel) branch's output
+        if encoder.block == "uxnet":
+            per_block += (4 + 1 + 1) * c * vox  # LayerNorm, x4 expansion, compression
+        total += depth * per_block + c * vox  # + stage output norm
+    return np.int64(total)

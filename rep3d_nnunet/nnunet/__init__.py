@@ -1,0 +1,1 @@
+"""nnU-Net v2 glue: plans <-> network (architecture), planner, trainers, registration, plans templates."""
