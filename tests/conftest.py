@@ -10,3 +10,21 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def hippocampus_preprocessed(tmp_path_factory):
+    """A 12-case Hippocampus subset (+3 held-out cases in imagesTs/labelsTs), planned and
+    preprocessed once per session with stock ``nnUNetv2_plan_and_preprocess`` (3d_fullres).
+
+    Returns ``(env, raw_folder)``: ``env`` carries nnUNet_raw/preprocessed/results for
+    console scripts; set ``TRAIN_ENV`` on top of it for training.
+    """
+    from nnunet_helpers import make_hippocampus_subset, nnunet_env, run_cli
+
+    root = tmp_path_factory.mktemp("nnunet")
+    env = nnunet_env(root)
+    raw = make_hippocampus_subset(root / "nnUNet_raw", n_train=12, n_test=3)
+    run_cli(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2", "--verify_dataset_integrity"],
+            env)
+    return env, raw
