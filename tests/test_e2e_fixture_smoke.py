@@ -1,7 +1,7 @@
 import json
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 
 @pytest.mark.slow
