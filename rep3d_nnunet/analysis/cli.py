@@ -1,0 +1,140 @@
+"""`rep3d-nnunet erf` and `rep3d-nnunet masks`: thin shells over analysis.erf / analysis.masks.
+
+Each command has ``add_<name>_parser(subparsers)`` (for the package CLI) and
+``<name>_main(argv)`` (standalone); both end in ``run_<name>(args)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from rep3d_nnunet.analysis.erf import erf_of_model, erf_table, plot_erf, random_inputs
+from rep3d_nnunet.analysis.loading import (load_checkpoint, load_trained_model, model_folder_of_checkpoint,
+                                           preprocessed_patches, state_dict_of)
+from rep3d_nnunet.analysis.masks import (DEPLOYED_MESSAGE, NO_MASK_MESSAGE, describe_no_masks, mask_infos,
+                                         mask_infos_from_state_dict, mask_table, plot_masks,
+                                         state_dict_looks_deployed)
+
+
+def _fold(value: str):
+    return value if value == "all" else int(value)
+
+
+def configure_erf_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model_folder", help="nnU-Net results folder: .../DatasetXXX/<Trainer>__<Plans>__<config>")
+    p.add_argument("-f", "--fold", type=_fold, default=None, help="fold to load (default: the first available)")
+    p.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in fold_N")
+    p.add_argument("-n", "--num-inputs", type=int, default=4, help="number of inputs to average over (default 4)")
+    p.add_argument("--data", default=None,
+                   help="nnU-Net preprocessed folder (nnUNet_preprocessed/DatasetXXX/<data identifier>) to take "
+                        "central patches from; default: standard-normal random inputs")
+    p.add_argument("--size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="input size (default: the plans' patch size; smaller is faster on CPU)")
+    p.add_argument("-o", "--output", default="erf.png", help="PNG to write (default erf.png)")
+    p.set_defaults(func=run_erf)
+    return p
+
+
+def run_erf(args: argparse.Namespace) -> int:
+    model = load_trained_model(args.model_folder, args.fold, args.checkpoint)
+    size = tuple(args.size) if args.size else model.patch_size
+    if args.data:
+        inputs = preprocessed_patches(args.data, args.num_inputs, size, model.num_input_channels)
+        source = f"{len(inputs)} preprocessed patches from {args.data}"
+    else:
+        inputs = random_inputs(args.num_inputs, model.num_input_channels, size)
+        source = f"{args.num_inputs} random N(0, 1) inputs"
+    results = erf_of_model(model.network, inputs, spacing=model.spacing)
+    print(f"{model.trainer_name} ({model.configuration}), {model.checkpoint_path}")
+    print(f"ERF over {source} of size {'x'.join(map(str, size))}, spacing {model.spacing} mm; "
+          "radius = half-width around the ERF centroid holding that share of its mass, per axis")
+    print(erf_table(results))
+    title = f"ERF: {model.trainer_name} ({model.configuration}), {source}"
+    print(f"wrote {plot_erf(results, args.output, title)}")
+    return 0
+
+
+def configure_masks_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("path", help="nnU-Net results folder, or a checkpoint (.pth) file")
+    p.add_argument("-f", "--fold", type=_fold, default=None, help="fold, for a model folder (default: first)")
+    p.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in fold_N")
+    p.add_argument("-o", "--output", default="masks.png", help="PNG to write (default masks.png)")
+    p.set_defaults(func=run_masks)
+    return p
+
+
+def run_masks(args: argparse.Namespace) -> int:
+    if os.path.isdir(args.path):
+        model = load_trained_model(args.path, args.fold, args.checkpoint, form="training")
+        infos, message = _masks_of_network(model.network)
+    else:
+        infos, message = masks_of_checkpoint(args.path)
+    if not infos:
+        print(message)
+        return 0
+    if message:
+        print(message)
+    print(mask_table(infos))
+    print("M^2 edge/centre: SGD learning rate of a face-centre edge tap relative to the centre tap")
+    print(f"wrote {plot_masks(infos, args.output, f'masks: {args.path}')}")
+    return 0
+
+
+def _masks_of_network(network) -> tuple:
+    infos = mask_infos(network)
+    return infos, ("" if infos else describe_no_masks(network))
+
+
+def masks_of_checkpoint(path: str) -> tuple:
+    """(mask infos, message) for a checkpoint file.
+
+    Inside an nnU-Net model folder the network is rebuilt from its plans (exact beta,
+    'prior' masks too); otherwise, or when the weights do not fit the training-form
+    network (a deployed checkpoint), masks are rebuilt from the weights alone.
+    """
+    folder = model_folder_of_checkpoint(path)
+    fold_dir = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if folder is not None and fold_dir.startswith("fold_"):
+        fold = fold_dir[len("fold_"):]
+        try:
+            model = load_trained_model(folder, fold if fold == "all" else int(fold), os.path.basename(path),
+                                       form="training")
+            return _masks_of_network(model.network)
+        except (RuntimeError, KeyError):  # weights do not fit the training form the plans describe
+            pass
+    state_dict = state_dict_of(load_checkpoint(path))
+    infos = mask_infos_from_state_dict(state_dict)
+    if infos:
+        return infos, "masks rebuilt from the weights alone (beta assumed 1.0; fixed-prior masks are not listed)"
+    return [], DEPLOYED_MESSAGE if state_dict_looks_deployed(state_dict) else NO_MASK_MESSAGE
+
+
+def add_erf_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `erf` on an argparse subparsers object."""
+    return configure_erf_parser(subparsers.add_parser(
+        "erf", help="effective receptive field of a trained nnU-Net model (PNG + radii table)"))
+
+
+def add_masks_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `masks` on an argparse subparsers object."""
+    return configure_masks_parser(subparsers.add_parser(
+        "masks", help="learned Rep3D masks M and learning-rate fields M^2 (PNG + table)"))
+
+
+def erf_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = configure_erf_parser(argparse.ArgumentParser(prog="rep3d-nnunet erf")).parse_args(argv)
+    return args.func(args)
+
+
+def masks_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = configure_masks_parser(argparse.ArgumentParser(prog="rep3d-nnunet masks")).parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # python -m rep3d_nnunet.analysis.cli erf|masks ...
+    commands = {"erf": erf_main, "masks": masks_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python -m rep3d_nnunet.analysis.cli {{{'|'.join(commands)}}} ...")
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

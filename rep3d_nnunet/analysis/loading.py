@@ -1,0 +1,192 @@
+"""Load a trained nnU-Net v2 model (ours, ResEnc, plain nnU-Net, any trainer) for analysis.
+
+Mirrors ``nnUNetPredictor.initialize_from_trained_model_folder`` (plans + dataset.json
+from the model folder, the trainer's static ``build_network_architecture``, deep
+supervision off, weights of one fold), with one difference: the trainer class is
+looked up in this package first. nnU-Net's own lookup imports every stock trainer
+module before the ``nnUNet_extTrainer`` folders, and on CPU-only torch that import
+crashes (torchvision) for every name except ``nnUNetTrainer``.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import pkgutil
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+CHECKPOINT = "checkpoint_final.pth"
+
+
+def find_trainer_class(name: str) -> type:
+    """The trainer class called ``name``: nnUNetTrainer itself, ours (rep3d_nnunet.nnunet), or nnU-Net's search."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    if name == nnUNetTrainer.__name__:
+        return nnUNetTrainer
+    try:
+        ours = importlib.import_module("rep3d_nnunet.nnunet")
+    except ImportError:
+        ours = None
+    if ours is not None:
+        modules = [ours] + [importlib.import_module(m.name) for m in
+                            pkgutil.walk_packages(ours.__path__, ours.__name__ + ".")]
+        for mod in modules:
+            cls = getattr(mod, name, None)
+            if inspect.isclass(cls) and issubclass(cls, nnUNetTrainer):
+                return cls
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    return recursive_find_trainer_class_by_name(name)
+
+
+def training_form(trainer_class: type) -> contextlib.AbstractContextManager:
+    """A context in which ``trainer_class.build_network_architecture`` builds the training form.
+
+    Our trainers build the deploy form (masks folded) whenever they are called outside
+    their own ``initialize`` -- as nnU-Net's predictor does; they mark their own builds
+    with a context variable in their module. Stock trainers always build one form.
+    """
+    module = sys.modules.get(trainer_class.__module__)
+    public = getattr(module, "training_form", None)
+    if callable(public):
+        return public()
+    flag = getattr(module, "_BUILDING_FOR_TRAINING", None)
+    if flag is None or not hasattr(flag, "set"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _ctx():
+        token = flag.set(True)
+        try:
+            yield
+        finally:
+            flag.reset(token)
+    return _ctx()
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """torch.load on CPU; nnU-Net checkpoints hold a torch.device, so ``weights_only`` must be off."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    """The network weights of an nnU-Net checkpoint, a {'state_dict': ...} file, or a bare state dict."""
+    for key in ("network_weights", "state_dict", "model"):
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    return checkpoint
+
+
+def available_folds(folder: str, checkpoint_name: str = CHECKPOINT) -> list:
+    """Folds (``fold_N`` / ``fold_all``) of a model folder that hold ``checkpoint_name``, sorted."""
+    folds = []
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith("fold_") and os.path.isfile(os.path.join(folder, entry, checkpoint_name)):
+            f = entry[len("fold_"):]
+            folds.append(int(f) if f.isdigit() else f)
+    return folds
+
+
+def model_folder_of_checkpoint(path: str) -> Optional[str]:
+    """``.../<model folder>/fold_N/checkpoint.pth`` -> the model folder, if it holds plans.json and dataset.json."""
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    ok = all(os.path.isfile(os.path.join(folder, f)) for f in ("plans.json", "dataset.json"))
+    return folder if ok else None
+
+
+@dataclass
+class TrainedModel:
+    """A network in training form with its plans; what the analysis tools need to know about it."""
+
+    network: nn.Module
+    trainer_name: str
+    configuration: str
+    patch_size: Tuple[int, ...]
+    spacing: Tuple[float, ...]
+    num_input_channels: int
+    checkpoint_path: str
+    checkpoint: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def load_trained_model(folder: str, fold: Union[int, str, None] = None,
+                       checkpoint_name: str = CHECKPOINT, form: str = "predictor") -> TrainedModel:
+    """Build the network of an nnU-Net results folder and load one fold's weights (CPU, eval mode).
+
+    ``form='predictor'`` builds what nnU-Net's predictor builds (for our trainers: the
+    deploy form, equal in eval mode and faster); ``form='training'`` builds the training
+    form (masks and generators present), which the mask pictures need. ``fold=None``
+    takes the first available fold. Raises ``FileNotFoundError`` naming what is missing.
+    """
+    if form not in ("predictor", "training"):
+        raise ValueError(f"form must be 'predictor' or 'training', got {form!r}")
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    for f in ("plans.json", "dataset.json"):
+        if not os.path.isfile(os.path.join(folder, f)):
+            raise FileNotFoundError(f"{folder} is not an nnU-Net model folder: no {f} "
+                                    "(expected nnUNet_results/DatasetXXX/<Trainer>__<Plans>__<config>)")
+    if fold is None:
+        folds = available_folds(folder, checkpoint_name)
+        if not folds:
+            raise FileNotFoundError(f"no fold_*/{checkpoint_name} in {folder}")
+        fold = folds[0]
+    ckpt_path = os.path.join(folder, f"fold_{fold}", checkpoint_name)
+    if not os.path.isfile(ckpt_path):
+        raise FileNotFoundError(f"no checkpoint {ckpt_path} (folds here: {available_folds(folder, checkpoint_name)})")
+    checkpoint = load_checkpoint(ckpt_path)
+    plans_manager = PlansManager(load_json(os.path.join(folder, "plans.json")))
+    dataset_json = load_json(os.path.join(folder, "dataset.json"))
+    configuration = checkpoint["init_args"]["configuration"]
+    cm = plans_manager.get_configuration(configuration)
+    n_in = determine_num_input_channels(plans_manager, cm, dataset_json)
+    n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    trainer_class = find_trainer_class(checkpoint["trainer_name"])
+    build = trainer_class.build_network_architecture
+    with training_form(trainer_class) if form == "training" else contextlib.nullcontext():
+        if "plans_manager" in inspect.signature(build).parameters:
+            network = build(plans_manager, cm, n_in, n_out, enable_deep_supervision=False)
+        else:  # nnU-Net's pre-2.6 signature, still accepted by its predictor
+            network = build(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                            cm.network_arch_init_kwargs_req_import, n_in, n_out, enable_deep_supervision=False)
+    network.load_state_dict(state_dict_of(checkpoint))
+    network.eval()
+    return TrainedModel(network, checkpoint["trainer_name"], configuration, tuple(int(p) for p in cm.patch_size),
+                        tuple(float(s) for s in cm.spacing), n_in, ckpt_path, checkpoint)
+
+
+def centre_crop_or_pad(array, size) -> "torch.Tensor":
+    """A (C, *size) float tensor cut from the centre of a (C, *shape) array, zero-padded where smaller."""
+    import numpy as np
+    shape = array.shape[1:]
+    src = tuple(slice(max(0, (s - p) // 2), max(0, (s - p) // 2) + min(s, p)) for s, p in zip(shape, size))
+    crop = np.asarray(array[(slice(None),) + src], dtype=np.float32)
+    out = np.zeros((array.shape[0],) + tuple(size), dtype=np.float32)
+    dst = tuple(slice((p - c) // 2, (p - c) // 2 + c) for c, p in zip(crop.shape[1:], size))
+    out[(slice(None),) + dst] = crop
+    return torch.from_numpy(out)
+
+
+def preprocessed_patches(folder: str, n: int, size, in_channels: Optional[int] = None) -> list:
+    """Up to ``n`` central patches (1, C, *size), one per case, from an nnU-Net preprocessed folder.
+
+    ``folder`` is ``nnUNet_preprocessed/DatasetXXX/<data identifier>`` (the .b2nd or .npz files
+    the model was trained on), so the inputs are normalised exactly as in training.
+    """
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    dataset = infer_dataset_class(folder)(folder)
+    patches = []
+    for identifier in dataset.identifiers[:n]:
+        data = dataset.load_case(identifier)[0]
+        if in_channels is not None and data.shape[0] != in_channels:
+            raise ValueError(f"{identifier} has {data.shape[0]} channels, the model takes {in_channels}")
+        patches.append(centre_crop_or_pad(data, size)[None])
+    if not patches:
+        raise FileNotFoundError(f"no preprocessed cases in {folder}")
+    return patches

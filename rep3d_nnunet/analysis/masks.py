@@ -1,0 +1,194 @@
+"""What the masks of a Rep3D model look like: M, the SGD learning-rate field M^2, and M against the prior.
+
+For every ``ReparamDWConv3d`` with a mask (modes 'lrbm' and 'prior'), M = P + f_theta(P)
+(or P) is evaluated once. Plain SGD moves the effective kernel W (.) M at a per-tap
+rate proportional to M^2, so the M^2 picture is the learning-rate field. A deployed
+model has folded W (.) M into plain depthwise kernels: there is no mask left to show,
+and ``describe_no_masks`` says so.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from rep3d_nnunet.analysis.erf import format_table
+from rep3d_nnunet.conv import ReparamDWConv3d
+from rep3d_nnunet.mask import KernelMask
+from rep3d_nnunet.prior import distance_prior
+
+DEPLOYED_MESSAGE = ("deployed model: its masks are folded into plain depthwise kernels (W * M was computed once "
+                    "and stored; the generator and the prior were dropped), so there is no mask to show. "
+                    "Run this on the training-form checkpoint (before reparameterize_model) instead.")
+NO_MASK_MESSAGE = ("no masked large-kernel convolutions in this model (a stock nnU-Net / ResEnc network, a "
+                   "plain large kernel (mask 'none') or CSLA): nothing to show.")
+
+
+@dataclass
+class MaskInfo:
+    """One block's mask. ``mask``: (1 or C, kd, kh, kw); ``prior``: (kd, kh, kw)."""
+
+    name: str
+    mode: str
+    mask: np.ndarray
+    prior: np.ndarray
+    beta: float = 1.0
+    note: str = ""
+
+    @property
+    def kernel_size(self) -> Tuple[int, int, int]:
+        return tuple(self.prior.shape)  # type: ignore[return-value]
+
+    @property
+    def mean_mask(self) -> np.ndarray:
+        """The mask averaged over channels (it is shared by all channels unless per-channel)."""
+        return self.mask.mean(axis=0)
+
+
+@torch.no_grad()
+def mask_of(km: KernelMask) -> Optional[np.ndarray]:
+    """M as a (1 or C, kd, kh, kw) float64 array, or None for mode 'none'."""
+    m = km()
+    return None if m is None else m.detach().double().cpu().numpy()[:, 0]
+
+
+def mask_infos(model: nn.Module) -> List[MaskInfo]:
+    """A ``MaskInfo`` for every masked re-parameterised conv of ``model``, in module order."""
+    infos = []
+    for name, module in model.named_modules():
+        if isinstance(module, ReparamDWConv3d) and module.mask.mode != "none":
+            km = module.mask
+            infos.append(MaskInfo(name or type(module).__name__, km.mode, mask_of(km),
+                                  distance_prior(km.kernel_size, km.beta, torch.float64).numpy(), km.beta))
+    return infos
+
+
+def has_large_depthwise_conv(model: nn.Module, min_kernel: int = 5) -> bool:
+    """True if ``model`` holds a depthwise 3D conv with a kernel of at least ``min_kernel`` along some axis."""
+    return any(isinstance(m, nn.Conv3d) and m.groups == m.in_channels > 1 and max(m.kernel_size) >= min_kernel
+               for m in model.modules())
+
+
+def describe_no_masks(model: nn.Module) -> str:
+    """Why a model has no mask to show: deployed (masks folded) or no masked convs at all."""
+    deployed = has_large_depthwise_conv(model) and not any(isinstance(m, ReparamDWConv3d) for m in model.modules())
+    return DEPLOYED_MESSAGE if deployed else NO_MASK_MESSAGE
+
+
+_GEN_KEY = re.compile(r"^(?P<prefix>.*)mask\.generator\.conv1\.weight$")
+
+
+def mask_infos_from_state_dict(state_dict: Dict[str, torch.Tensor], beta: float = 1.0) -> List[MaskInfo]:
+    """LRBM masks rebuilt from weights alone (no network class needed).
+
+    The prior is not stored (it is a function of kernel size and beta), so ``beta`` is
+    assumed; 'prior'-mode masks hold no weights and cannot be found this way.
+    """
+    infos = []
+    for key in state_dict:
+        match = _GEN_KEY.match(key)
+        if not match:
+            continue
+        p = match.group("prefix")
+        weight = state_dict.get(p + "weight")
+        if weight is None or weight.dim() != 5:
+            continue
+        gen = {k[len(p + "mask.generator."):]: v for k, v in state_dict.items() if k.startswith(p + "mask.generator.")}
+        hidden, out = gen["conv1.weight"].shape[0], gen["conv2.weight"].shape[0]
+        km = KernelMask(weight.shape[0], tuple(weight.shape[2:]), "lrbm", beta, per_channel=out > 1,
+                        hidden_channels=hidden)
+        km.generator.load_state_dict(gen)
+        infos.append(MaskInfo(p.rstrip(".") or "conv", "lrbm", mask_of(km),
+                              distance_prior(km.kernel_size, beta, torch.float64).numpy(), beta,
+                              note=f"from weights alone, beta assumed {beta}"))
+    return infos
+
+
+def state_dict_looks_deployed(state_dict: Dict[str, torch.Tensor], min_kernel: int = 5) -> bool:
+    """Large depthwise kernels (C, 1, k, k, k) but no mask generator weights: folded (or never masked)."""
+    large_dw = any(v.dim() == 5 and v.shape[1] == 1 and max(v.shape[2:]) >= min_kernel
+                   for k, v in state_dict.items() if k.endswith("weight"))
+    return large_dw and not any(".mask." in k or k.startswith("mask.") for k in state_dict)
+
+
+def radial_profile(volume: np.ndarray, bin_width: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bin a kernel-shaped volume by Euclidean tap distance from the centre: (centres, mean, min, max)."""
+    axes = [np.arange(s) - s // 2 for s in volume.shape]
+    dist = np.sqrt(sum(g ** 2 for g in np.meshgrid(*axes, indexing="ij")))
+    bins = np.round(dist / bin_width).astype(int)
+    ids = np.unique(bins)
+    mean = np.array([volume[bins == b].mean() for b in ids])
+    low = np.array([volume[bins == b].min() for b in ids])
+    high = np.array([volume[bins == b].max() for b in ids])
+    return ids * bin_width, mean, low, high
+
+
+def mask_stats(info: MaskInfo) -> Dict[str, float]:
+    """Numbers for the table: M at the centre and at the face centres (edge), the M^2 edge/centre
+    learning-rate ratio, and the largest deviation from the prior."""
+    m = info.mean_mask
+    c = tuple(s // 2 for s in m.shape)
+    edge = np.mean([m[(0,) + c[1:]], m[(-1,) + c[1:]], m[c[0], 0, c[2]], m[c[0], -1, c[2]],
+                    m[c[:2] + (0,)], m[c[:2] + (-1,)]])
+    centre = m[c]
+    return {"centre": float(centre), "edge": float(edge),
+            "lr_ratio": float(edge ** 2 / centre ** 2) if centre != 0 else float("nan"),
+            "max_dev": float(np.abs(info.mask - info.prior[None]).max())}
+
+
+def mask_table(infos: Sequence[MaskInfo]) -> str:
+    """One row per block: mode, kernel, M centre / edge, M^2 edge:centre, max |M - P|."""
+    head = ["block", "mode", "kernel", "M centre", "M edge", "M^2 edge/centre", "max |M-P|"]
+    rows = []
+    for i in infos:
+        s = mask_stats(i)
+        rows.append([i.name, i.mode, "x".join(map(str, i.kernel_size)), f"{s['centre']:.3f}", f"{s['edge']:.3f}",
+                     f"{s['lr_ratio']:.4f}", f"{s['max_dev']:.2e}"])
+    return format_table(head, rows)
+
+
+def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None) -> str:
+    """One row per block: central axial slice of M, of M^2, of M - P, and the radial profile with P overlaid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not infos:
+        raise ValueError("no masks to plot")
+    fig, axes = plt.subplots(len(infos), 4, figsize=(12, 2.8 * len(infos)), squeeze=False)
+    for row, info in zip(axes, infos):
+        m = info.mean_mask
+        z = m.shape[0] // 2
+        dev = m - info.prior
+        # a floor, so float rounding (M == P at initialisation) shows as flat, not as noise
+        lim = max(float(np.abs(dev).max()), 1e-3)
+        panels = [("M", m[z], "viridis", 0, max(1.0, float(m.max()))),
+                  ("M² (SGD learning-rate field)", m[z] ** 2, "viridis", 0, max(1.0, float((m ** 2).max()))),
+                  ("M - P", dev[z], "coolwarm", -lim, lim)]
+        for ax, (label, img, cmap, vmin, vmax) in zip(row[:3], panels):
+            im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_title(f"{info.name}\n{label}, central slice", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        ax = row[3]
+        r, mean, low, high = radial_profile(m)
+        ax.fill_between(r, low, high, alpha=0.3, label="M (min-max per shell)")
+        ax.plot(r, mean, "o-", ms=3, label="M (mean per shell)")
+        ax.plot(r, radial_profile(m ** 2)[1], "s-", ms=2, lw=0.8, label="M² (mean per shell)")
+        # the prior binned like M, so an unchanged mask lies exactly on it
+        ax.plot(r, radial_profile(info.prior)[1], "k--", lw=1, label=f"prior P (beta={info.beta:g})")
+        ax.set_xlabel("distance from centre tap (taps)", fontsize=7)
+        ax.set_title(f"{info.mode}, kernel {'x'.join(map(str, info.kernel_size))}", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
