@@ -1,0 +1,63 @@
+"""The demo's picture: a held-out case (image, label, prediction) and the learned mask."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+
+def _read(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def demo_figure(dataset: Path, predictions: Path, checkpoint: Path, out: Path) -> Path:
+    """Write a PNG: one held-out case's busiest slice (image / label / prediction), plus the
+    learned LRBM mask of the deepest masked block next to its fixed prior (central slices)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rep3d_nnunet.analysis.masks import mask_infos_from_state_dict
+
+    label_file = sorted((dataset / "labelsTs").iterdir())[0]
+    case = label_file.name.split(".")[0]
+    ending = label_file.name[len(case):]
+    image = _read(dataset / "imagesTs" / f"{case}_0000{ending}").astype(np.float32)
+    label = _read(label_file)
+    pred = _read(predictions / label_file.name)
+    z = int(np.argmax((label > 0).reshape(label.shape[0], -1).sum(1)))
+
+    weights = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    masks = mask_infos_from_state_dict(weights)
+
+    n_cols = 3 + (2 if masks else 0)
+    fig, axes = plt.subplots(1, n_cols, figsize=(3.2 * n_cols, 3.4))
+    n_labels = max(int(label.max()), int(pred.max()), 1)
+    axes[0].imshow(image[z], cmap="gray")
+    axes[0].set_title(f"{case}, slice {z}")
+    for ax, seg, title in ((axes[1], label, "reference"), (axes[2], pred, "prediction (deployed)")):
+        ax.imshow(image[z], cmap="gray")
+        ax.imshow(np.ma.masked_equal(seg[z], 0), cmap="tab10", vmin=0, vmax=max(9, n_labels), alpha=0.6,
+                  interpolation="nearest")
+        ax.set_title(title)
+    if masks:
+        info = masks[-1]
+        m = info.mean_mask
+        c = m.shape[0] // 2
+        vmax = float(max(m.max(), info.prior.max()))
+        axes[3].imshow(info.prior[c], cmap="magma", vmin=0, vmax=vmax)
+        axes[3].set_title(f"fixed prior P ({'x'.join(map(str, info.kernel_size))})")
+        im = axes[4].imshow(m[c], cmap="magma", vmin=0, vmax=vmax)
+        axes[4].set_title("learned mask M = P + f(P)")
+        fig.colorbar(im, ax=axes[4], fraction=0.046)
+        fig.text(0.99, 0.01, f"mask of {info.name}", ha="right", fontsize=7)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
