@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
+from rep3d_nnunet.analysis.cli import add_erf_parser, add_masks_parser
 from rep3d_nnunet.nnunet.architecture import PlansError
 from rep3d_nnunet.nnunet.environment import NnUNetEnvironmentError
 from rep3d_nnunet.nnunet.registration import RegistrationError
@@ -90,6 +91,8 @@ SUBCOMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [
     _add_unregister,
     _add_status,
     _add_plans,
+    add_erf_parser,
+    add_masks_parser,
 ]
 
 

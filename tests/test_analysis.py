@@ -53,7 +53,7 @@ def test_erf_radius_grows_with_kernel_size_on_an_untrained_rep3d_network():
     for k in (7, 13, 21):
         torch.manual_seed(0)
         encoder = Rep3DEncoder(1, (4,), depths=1, kernel_sizes=k, strides=1, stem_kernel_size=3)
-        [result] = erf_of_model(encoder, random_inputs(2, 1, (28, 28, 28)),
+        [result] = erf_of_model(encoder, random_inputs(2, 1, (24, 24, 24)),
                                 feature_fns=[("stage", lambda x: encoder(x)[-1])])
         r90[k] = result.radii_vox[:, 1].mean()
     assert r90[7] < r90[13] < r90[21], r90
@@ -137,26 +137,30 @@ def test_deployed_model_and_checkpoint_say_masks_are_folded(tmp_path, capsys):
 
 # ---- an nnU-Net model folder (stock trainer, no training) ---------------------------------------------
 
-def _tiny_plain_unet_folder(root) -> str:
-    """An nnU-Net results folder holding an untrained stock PlainConvUNet checkpoint (nnUNetTrainer)."""
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+PLAIN_ARCH_KWARGS = {
+    "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+    "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [1, 1, 1],
+    "n_conv_per_stage_decoder": [1, 1], "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+    "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+    "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
+PLAIN_ARCH = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+              "arch_kwargs": PLAIN_ARCH_KWARGS, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
 
-    arch_kwargs = {"n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
-                   "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-                   "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-                   "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                   "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                   "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
+
+def _tiny_model_folder(root, trainer_name: str = "nnUNetTrainer", architecture: dict = PLAIN_ARCH) -> str:
+    """An nnU-Net results folder with an untrained checkpoint of ``trainer_name``'s network (training form),
+    written the way nnU-Net writes one: plans.json + dataset.json + fold_0/checkpoint_final.pth."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from rep3d_nnunet.analysis.loading import find_trainer_class, training_form
+
     config = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
               "batch_size": 2, "patch_size": [16, 16, 16], "median_image_size_in_voxels": [16, 16, 16],
               "spacing": [2.0, 1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"],
               "use_mask_for_norm": [False], "resampling_fn_data": "resample_data_or_seg_to_shape",
               "resampling_fn_seg": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": {},
               "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-              "resampling_fn_probabilities_kwargs": {}, "batch_dice": False,
-              "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                               "arch_kwargs": arch_kwargs,
-                               "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}
+              "resampling_fn_probabilities_kwargs": {}, "batch_dice": False, "architecture": architecture}
     plans = {"dataset_name": "Dataset999_Tiny", "plans_name": "nnUNetPlans", "transpose_forward": [0, 1, 2],
              "transpose_backward": [0, 1, 2], "original_median_spacing_after_transp": [2.0, 1.0, 1.0],
              "original_median_shape_after_transp": [16, 16, 16], "image_reader_writer": "SimpleITKIO",
@@ -164,22 +168,24 @@ def _tiny_plain_unet_folder(root) -> str:
              "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {}}
     dataset = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 1,
                "file_ending": ".nii.gz"}
-    folder = os.path.join(root, "Dataset999_Tiny", "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    folder = os.path.join(root, "Dataset999_Tiny", f"{trainer_name}__nnUNetPlans__3d_fullres")
     os.makedirs(os.path.join(folder, "fold_0"))
     with open(os.path.join(folder, "plans.json"), "w") as f:
         json.dump(plans, f)
     with open(os.path.join(folder, "dataset.json"), "w") as f:
         json.dump(dataset, f)
-    net = PlainConvUNet(1, num_classes=3, deep_supervision=False, **{
-        **arch_kwargs, "conv_op": nn.Conv3d, "norm_op": nn.InstanceNorm3d, "nonlin": nn.LeakyReLU})
-    torch.save({"network_weights": net.state_dict(), "trainer_name": "nnUNetTrainer",
+    pm = PlansManager(plans)
+    trainer = find_trainer_class(trainer_name)
+    with training_form(trainer):
+        net = trainer.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 3, False)
+    torch.save({"network_weights": net.state_dict(), "trainer_name": trainer_name,
                 "init_args": {"configuration": "3d_fullres", "fold": 0, "device": torch.device("cpu")}},
                os.path.join(folder, "fold_0", "checkpoint_final.pth"))
     return folder
 
 
 def test_erf_and_masks_commands_on_a_stock_nnunet_model_folder(tmp_path, capsys):
-    folder = _tiny_plain_unet_folder(str(tmp_path))
+    folder = _tiny_model_folder(str(tmp_path))
     model = load_trained_model(folder)
     assert model.trainer_name == "nnUNetTrainer" and model.patch_size == (16, 16, 16)
     assert model.spacing == (2.0, 1.0, 1.0) and not model.network.training
@@ -194,7 +200,34 @@ def test_erf_and_masks_commands_on_a_stock_nnunet_model_folder(tmp_path, capsys)
     assert masks_main([os.path.join(folder, "fold_0", "checkpoint_final.pth")]) == 0
     assert NO_MASK_MESSAGE in capsys.readouterr().out
 
+    from rep3d_nnunet.cli import main  # the package CLI routes both subcommands here
+    assert main(["masks", folder]) == 0 and NO_MASK_MESSAGE in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="fold_3"):
         load_trained_model(folder, 3)
     with pytest.raises(FileNotFoundError, match="plans.json"):
         load_trained_model(str(tmp_path))
+
+
+def test_erf_and_masks_of_a_rep3d_model_folder(tmp_path, capsys):
+    """Our trainer: the predictor's (deploy) form for the ERF, the training form for the masks."""
+    from rep3d_nnunet.conv import ReparamDWConv3d
+    from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
+
+    arch = rep3d_architecture(PLAIN_ARCH, (16, 16, 16),
+                              Rep3DVariant(large_kernel_size=7, n_blocks_per_stage=1, stem_kernel_size=3))
+    folder = _tiny_model_folder(str(tmp_path), "nnUNetTrainerRep3D", arch)
+    deployed = load_trained_model(folder).network
+    training = load_trained_model(folder, form="training").network
+    assert not any(isinstance(m, ReparamDWConv3d) for m in deployed.modules())
+    assert any(isinstance(m, ReparamDWConv3d) for m in training.modules())
+    x = random_inputs(1, 1, (16, 16, 16))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), training.eval()(x), atol=1e-4, rtol=1e-4)
+
+    assert erf_main([folder, "-n", "1", "-o", str(tmp_path / "erf.png")]) == 0
+    assert "deepest encoder stage" in capsys.readouterr().out
+    assert masks_main([folder, "-o", str(tmp_path / "masks.png")]) == 0
+    out = capsys.readouterr().out
+    assert "encoder.stages.1.0.conv" in out and "lrbm" in out and _png(tmp_path / "masks.png")
+    infos = mask_infos(training)
+    assert infos and all(np.abs(i.mask - i.prior[None]).max() < 1e-6 for i in infos)  # untrained: M == P

@@ -37,6 +37,19 @@ def configure_erf_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_errors(run):
+    """Expected failures (missing folder, fold or file; bad input) as one line and exit code 1."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"rep3d-nnunet {run.__name__[len('run_'):]}: error: {e}", file=sys.stderr)
+            return 1
+    wrapped.__name__ = run.__name__
+    return wrapped
+
+
+@_one_line_errors
 def run_erf(args: argparse.Namespace) -> int:
     model = load_trained_model(args.model_folder, args.fold, args.checkpoint)
     size = tuple(args.size) if args.size else model.patch_size
@@ -65,6 +78,7 @@ def configure_masks_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     return p
 
 
+@_one_line_errors
 def run_masks(args: argparse.Namespace) -> int:
     if os.path.isdir(args.path):
         model = load_trained_model(args.path, args.fold, args.checkpoint, form="training")
