@@ -14,7 +14,7 @@ def _read(path: Path) -> np.ndarray:
 
 def demo_figure(dataset: Path, predictions: Path, checkpoint: Path, out: Path) -> Path:
     """Write a PNG: one held-out case's busiest slice (image / label / prediction), plus the
-    learned LRBM mask of the deepest masked block next to its fixed prior (central slices)."""
+    learned LRBM mask of the block with the largest kernel next to its fixed prior (central slices)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +44,7 @@ def demo_figure(dataset: Path, predictions: Path, checkpoint: Path, out: Path) -
                   interpolation="nearest")
         ax.set_title(title)
     if masks:
-        info = masks[-1]
+        info = max(masks, key=lambda i: int(np.prod(i.kernel_size)))
         m = info.mean_mask
         c = m.shape[0] // 2
         vmax = float(max(m.max(), info.prior.max()))
