@@ -33,6 +33,7 @@ _BUILDING_FOR_TRAINING: ContextVar[bool] = ContextVar("rep3d_building_for_traini
 
 # the schedule of the *_tiny trainers: seconds on a CPU, for tests and smoke runs only
 TINY_SCHEDULE = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
+TINY_MAX_BATCH_SIZE = 2
 
 
 def read_checkpoint(path: str, device: Union[torch.device, str] = "cpu") -> dict:
@@ -133,13 +134,30 @@ class nnUNetTrainerUXNetLRBM(nnUNetTrainerRep3D):
     variant = Rep3DVariant(block="uxnet", mask="lrbm", large_kernel_size=7)
 
 
-class nnUNetTrainer_tiny(nnUNetTrainer):
+class TinyScheduleMixin:
+    """Smoke-test schedule (``TINY_SCHEDULE``), batch size at most 2, no mirroring (training or inference).
+
+    For tests and CPU smoke runs of the whole pipeline; the numbers it produces mean nothing.
+    """
+    schedule = TINY_SCHEDULE
+
+    def _set_batch_size_and_oversample(self):
+        super()._set_batch_size_and_oversample()
+        self.batch_size = min(self.batch_size, TINY_MAX_BATCH_SIZE)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None  # as nnU-Net's nnUNetTrainerNoMirroring
+        return rotation, dummy_2d, patch_size, None
+
+
+class nnUNetTrainer_tiny(TinyScheduleMixin, nnUNetTrainer):
     """nnU-Net's own trainer (any plans, e.g. ResEnc M) on the tiny schedule: the reference path of smoke tests."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        for name, value in TINY_SCHEDULE.items():
+        for name, value in self.schedule.items():
             setattr(self, name, value)
 
 
@@ -148,9 +166,9 @@ ARCHITECTURE_TRAINERS = (nnUNetTrainerRep3D, nnUNetTrainerRep3DFixedPrior, nnUNe
 EPOCH_VARIANTS = (50, 100, 250, 500)
 
 
-def _derive(base: type, suffix: str, doc: str, **attrs) -> type:
+def _derive(base: type, suffix: str, doc: str, mixins: tuple = (), **attrs) -> type:
     """A one-attribute subclass named ``<base><suffix>``, registered in this module (nnU-Net finds it by name)."""
-    cls = type(base.__name__ + suffix, (base,), {"__doc__": doc, "__module__": __name__, **attrs})
+    cls = type(base.__name__ + suffix, (*mixins, base), {"__doc__": doc, "__module__": __name__, **attrs})
     globals()[cls.__name__] = cls
     return cls
 
@@ -165,8 +183,8 @@ def _generate_variants() -> list:
             for n in EPOCH_VARIANTS:
                 made.append(_derive(base, f"_{n}epochs", f"{base.__name__} for {n} epochs.",
                                     schedule={**base.schedule, "num_epochs": n}))
-            made.append(_derive(base, "_tiny", f"{base.__name__} on the tiny schedule {TINY_SCHEDULE} (tests).",
-                                schedule=dict(TINY_SCHEDULE)))
+            made.append(_derive(base, "_tiny", f"{base.__name__} on the tiny smoke-test schedule (tests).",
+                                mixins=(TinyScheduleMixin,)))
     return made
 
 
