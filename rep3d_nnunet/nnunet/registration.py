@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 MARKER = "# rep3d-nnunet registration shim"
+# modules whose trainers the shim re-exports (star import: each defines __all__); those not installed are skipped
+TRAINER_MODULES = ("rep3d_nnunet.nnunet.trainers", "rep3d_nnunet.nnunet.baselines")
 _DIRS_PREFIX = "USER_TRAINER_DIRS = "
 
 
@@ -48,7 +51,8 @@ def _trainer_shim(user_dirs: Sequence[str]) -> str:
     return (f"{MARKER}: written by `rep3d-nnunet register`, removed by `rep3d-nnunet unregister`. Do not edit.\n"
             "# nnU-Net's trainer search imports the top-level modules of this folder before its subpackages,\n"
             "# so the trainers exported here are found even where a subpackage fails to import.\n"
-            "from rep3d_nnunet.nnunet.trainers import *  # noqa: F401,F403\n"
+            + "".join(f"from {m} import *  # noqa: F401,F403\n" for m in TRAINER_MODULES
+                      if importlib.util.find_spec(m) is not None) +
             "from rep3d_nnunet.nnunet.registration import load_user_trainers as _load_user_trainers\n"
             f"{_DIRS_PREFIX}{list(user_dirs)!r}\n"
             "globals().update(_load_user_trainers(USER_TRAINER_DIRS))\n")

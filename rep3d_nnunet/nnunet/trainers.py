@@ -14,8 +14,9 @@ checkpoints holding the training form.
 """
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar
-from typing import Union
+from typing import Iterator, Union
 
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
@@ -30,6 +31,16 @@ from rep3d_nnunet.nnunet.environment import check_nnunet_environment
 
 # True only while a trainer's own initialize() builds its network (see module docstring)
 _BUILDING_FOR_TRAINING: ContextVar[bool] = ContextVar("rep3d_building_for_training", default=False)
+
+
+@contextlib.contextmanager
+def training_form() -> Iterator[None]:
+    """Within this context ``build_network_architecture`` of our trainers builds the training form."""
+    token = _BUILDING_FOR_TRAINING.set(True)
+    try:
+        yield
+    finally:
+        _BUILDING_FOR_TRAINING.reset(token)
 
 # the schedule of the *_tiny trainers: seconds on a CPU, for tests and smoke runs only
 TINY_SCHEDULE = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
@@ -75,11 +86,8 @@ class nnUNetTrainerRep3D(nnUNetTrainer):
                                also_print_to_console=False)
 
     def initialize(self):
-        token = _BUILDING_FOR_TRAINING.set(True)
-        try:
+        with training_form():
             super().initialize()
-        finally:
-            _BUILDING_FOR_TRAINING.reset(token)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
