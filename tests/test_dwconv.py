@@ -1,12 +1,14 @@
 """dwconv3d: every path against an independent float64 F.conv3d reference."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rep3d_nnunet.ops import dwconv3d
-from rep3d_nnunet.ops.dispatch import ENV_VAR, choose_path, crop_slices, requested_path
+from rep3d_nnunet.ops.dispatch import ENV_VAR, choose_path, crop_slices, requested_path, valid_pairs
 from rep3d_nnunet.ops.fft_dwconv import fft_sizes, smooth_size
 
 EXACT_PATHS = ("fft", "direct", "auto")
@@ -19,7 +21,7 @@ CASES = [
     (2, 2, (9, 8, 10), (5, 5, 5)),
     (2, 3, (5, 6, 7), (1, 3, 9)),
     (1, 2, (3, 4, 2), (9, 9, 9)),      # S <= k//2 in every dim: kernel cropped
-    (2, 4, (12, 12, 12), (21, 21, 21)),  # stage-3-like
+    (2, 3, (12, 11, 12), (21, 21, 21)),  # stage-3-like
     (2, 4, (6, 6, 6), (21, 21, 21)),    # stage-4-like: 21 -> 11 taps
 ]
 
@@ -41,14 +43,21 @@ def _inputs(b, c, spatial, kernel, seed=0, dtype=torch.float64):
     return x, w, bias
 
 
-@pytest.mark.parametrize("path", EXACT_PATHS)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"B{c[0]}C{c[1]}S{c[2]}k{c[3]}")
-def test_matches_float64_reference(path, case):
+@functools.lru_cache(maxsize=None)
+def _reference_case(case):
+    """Inputs, output gradient and float64 reference (output, grads) for one case, computed once."""
     x, w, b = _inputs(*case)
     leaves = [t.clone().requires_grad_() for t in (x, w, b)]
     y_ref = _reference(*leaves)
-    gy = torch.randn_like(y_ref)
-    refs = (y_ref,) + torch.autograd.grad(y_ref, leaves, gy)
+    gy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(9), dtype=y_ref.dtype)
+    return (x, w, b), gy, (y_ref.detach(),) + torch.autograd.grad(y_ref, leaves, gy)
+
+
+@pytest.mark.parametrize("path", EXACT_PATHS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"B{c[0]}C{c[1]}S{c[2]}k{c[3]}")
+def test_matches_float64_reference(path, case):
+    (x, w, b), gy, refs = _reference_case(case)
+    y_ref = refs[0]
 
     ours = [t.float().requires_grad_() for t in (x, w, b)]
     y = dwconv3d(*ours, path=path)
@@ -62,8 +71,12 @@ def test_matches_float64_reference(path, case):
 @pytest.mark.parametrize("path", ("fft", "direct"))
 @pytest.mark.parametrize("spatial,kernel", [((4, 3, 5), (3, 5, 3)), ((2, 3, 2), (7, 5, 5))])
 def test_gradcheck_float64(path, spatial, kernel):
+    # The second case crops the kernel (S <= k//2). fast_mode: a random projection
+    # of the Jacobian, checked against finite differences, in a few evaluations.
     x, w, b = (t.requires_grad_() for t in _inputs(2, 2, spatial, kernel, seed=1))
-    assert torch.autograd.gradcheck(lambda *a: dwconv3d(*a, path=path), (x, w, b))
+    assert torch.autograd.gradcheck(lambda *a: dwconv3d(*a, path=path), (x, w, b), fast_mode=True)
+    x1 = x[:1].detach().requires_grad_()  # batch 1
+    assert torch.autograd.gradcheck(lambda *a: dwconv3d(*a, path=path), (x1, w, b), fast_mode=True)
 
 
 @pytest.mark.parametrize("path", EXACT_PATHS)
@@ -138,6 +151,11 @@ def test_dispatch_rule_at_stage_shapes():
     # stage 4: 6^3 volume, 21^3 kernel cropped to 11^3, then direct.
     assert [s.stop - s.start for s in crop_slices((6, 6, 6), (21, 21, 21))] == [11, 11, 11]
     assert choose_path((6,) * 3, (11,) * 3, cpu) == "direct"
+    # stage 3, k=21: FFT when training, direct forward (it skips the padding) for inference.
+    assert choose_path((12,) * 3, (21,) * 3, cpu, backward=True) == "fft"
+    assert choose_path((12,) * 3, (21,) * 3, cpu, backward=False) == "direct"
+    assert choose_path((6,) * 3, (11,) * 3, torch.device("cuda")) == "fft"
+    assert valid_pairs(12, 21) == 142 and valid_pairs(48, 1) == 48
 
 
 def test_fft_sizes_are_smooth_and_sufficient():

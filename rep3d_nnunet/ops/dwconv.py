@@ -64,7 +64,8 @@ def dwconv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
     spatial = tuple(x.shape[2:])
     weight = weight[(slice(None), slice(None)) + crop_slices(spatial, weight.shape[2:])]
     if name == "auto":
-        name = choose_path(spatial, tuple(weight.shape[2:]), x.device)
+        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+        name = choose_path(spatial, tuple(weight.shape[2:]), x.device, backward)
     # Autocast off inside: the FFT must run in fp32 (cuFFT/MKL half transforms are
     # inexact or unsupported), and the direct path stays exact in fp32 too.
     with torch.autocast(device_type=x.device.type, enabled=False):
@@ -73,5 +74,7 @@ def dwconv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
         if name == "fft":
             y = fft_dwconv3d(xc, wc, bc)
         else:
-            y = direct_dwconv3d(xc, wc, bc, channels_last=x.is_cuda)
+            # Keep the caller's layout: channels_last_3d input is what reaches cuDNN on CUDA.
+            cl = x.is_cuda and x.is_contiguous(memory_format=torch.channels_last_3d)
+            y = direct_dwconv3d(xc, wc, bc, channels_last=cl)
     return y.to(out_dtype)
