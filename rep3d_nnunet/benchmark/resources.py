@@ -1,0 +1,95 @@
+"""Parameters and GFLOPs of a trained method's network, built exactly as ``nnUNetv2_predict`` builds it.
+
+The network comes from the trainer's static ``build_network_architecture`` (the
+inference form: Rep3D's deploy form, deep supervision off), so the numbers are the
+cost of the model a user deploys. FLOPs are counted by
+``torch.utils.flop_counter.FlopCounterMode`` for one forward pass of one patch of
+the plans' size (2 FLOPs per multiply-add), on the meta device where possible (no
+memory, no compute), else on the CPU. Rep3D's large depthwise convolutions are
+forced onto the plain ``F.conv3d`` path while counting, so they are counted as
+direct convolutions (an FFT path would hide them from the counter).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from contextlib import contextmanager
+from typing import Dict, Optional
+
+import torch
+
+
+@contextmanager
+def _env(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def build_inference_network(trainer_name: str, plans: dict, dataset_json: dict, configuration: str,
+                            device: str = "cpu") -> torch.nn.Module:
+    """The trainer's network as nnU-Net's predictor builds it (trainer looked up like ``nnUNetv2_predict``)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(plans)
+    cm = pm.get_configuration(configuration)
+    n_in = determine_num_input_channels(pm, cm, dataset_json)
+    n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
+    cls = recursive_find_trainer_class_by_name(trainer_name)
+    if cls is None:
+        raise RuntimeError(f"trainer {trainer_name!r} not found (run `rep3d-nnunet register`)")
+    with torch.device(device):
+        if "plans_manager" in inspect.signature(cls.build_network_architecture).parameters:
+            return cls.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+        return cls.build_network_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                              cm.network_arch_init_kwargs_req_import, n_in, n_out,
+                                              enable_deep_supervision=False)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() already yields shared ones once
+
+
+def count_flops(model: torch.nn.Module, input_shape, device: str) -> int:
+    """FLOPs of one forward pass (FlopCounterMode; 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    x = torch.zeros(*input_shape, device=device)
+    with torch.no_grad(), _env("REP3D_DWCONV", "torch"), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def network_cost(trainer_name: str, plans: dict, dataset_json: dict, configuration: str, flops: bool = True
+                 ) -> Dict[str, Optional[float]]:
+    """``{'params_m': ..., 'gflops': ..., 'patch_size': [...], 'flops_device': 'meta'|'cpu'|None}``."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(plans)
+    cm = pm.get_configuration(configuration)
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    shape = (1, determine_num_input_channels(pm, cm, dataset_json), *cm.patch_size)
+    out: Dict[str, Optional[float]] = {"patch_size": list(cm.patch_size), "gflops": None, "flops_device": None}
+    last_error = None
+    for device in ("meta", "cpu"):
+        try:
+            net = build_inference_network(trainer_name, plans, dataset_json, configuration, device)
+            out["params_m"] = count_parameters(net) / 1e6
+            if not flops:
+                return out
+            out["gflops"] = count_flops(net, shape, device) / 1e9
+            out["flops_device"] = device
+            return out
+        except Exception as e:  # meta tensors cannot run every op (e.g. data-dependent code): retry on CPU
+            last_error = e
+    raise RuntimeError(f"cannot count the cost of {trainer_name}: {type(last_error).__name__}: {last_error}")
