@@ -171,10 +171,12 @@ def bench_cuda_candidates(args, device: torch.device) -> List[Dict]:
             return F.conv3d(xin, w, padding=w.shape[-1] // 2, groups=w.shape[0])
         return conv
 
-    cl3d = lambda x: x.contiguous(memory_format=torch.channels_last_3d)  # noqa: E731
+    def direct_cl3d(x, w):  # our direct path routed to cuDNN, computed in fp32 as dwconv3d does
+        with torch.autocast("cuda", enabled=False):
+            return direct_dwconv3d(x.float(), w.float(), channels_last=True)
+
     cands = {"torch": torch_conv(False), "torch_cl3d": torch_conv(True),
-             "direct": lambda x, w: dwconv3d(x, w, path="direct"),
-             "direct_cl3d": lambda x, w: dwconv3d(cl3d(x), w, path="direct"),
+             "direct": lambda x, w: dwconv3d(x, w, path="direct"), "direct_cl3d": direct_cl3d,
              "fft": lambda x, w: dwconv3d(x, w, path="fft")}
     rows = []
     for dtype in (torch.float32, torch.bfloat16):

@@ -154,7 +154,9 @@ def test_dispatch_rule_at_stage_shapes():
     # stage 3, k=21: FFT when training, direct forward (it skips the padding) for inference.
     assert choose_path((12,) * 3, (21,) * 3, cpu, backward=True) == "fft"
     assert choose_path((12,) * 3, (21,) * 3, cpu, backward=False) == "direct"
-    assert choose_path((6,) * 3, (11,) * 3, torch.device("cuda")) == "fft"
+    gpu = torch.device("cuda")  # a device object only: no GPU needed
+    assert choose_path((48,) * 3, (21,) * 3, gpu) == "fft" and choose_path((24,) * 3, (7,) * 3, gpu) == "fft"
+    assert choose_path((6,) * 3, (11,) * 3, gpu) == "direct" and choose_path((12,) * 3, (7,) * 3, gpu) == "direct"
     assert valid_pairs(12, 21) == 142 and valid_pairs(48, 1) == 48
 
 

@@ -28,6 +28,10 @@ PATHS = ("auto", "fft", "direct", "torch")
 # gradient is slow in oneDNN, so it loses much earlier than in inference.
 FFT_RATIO_TRAIN = 13.0  # forward+backward: crossover k~7 at stage 1-2, k~9 at stage 3
 FFT_RATIO_INFER = 27.0  # forward only: crossover k~10-11 at stages 1-2, k>13 at stage 3
+# CUDA (H100, `--device cuda`, fp32 and bf16 autocast): cuFFT's ~1 ms floor of
+# about 15 kernel launches loses only on small problems (stage 3 at k=7, stage
+# 4): one ratio fits forward and forward+backward.
+FFT_RATIO_CUDA = 12.0
 def requested_path(path: Optional[str] = None) -> str:
     """The path asked for by argument, else by ``REP3D_DWCONV``, else ``auto``."""
     name = (path or os.environ.get(ENV_VAR, "") or "auto").strip().lower()
@@ -55,11 +59,10 @@ def valid_pairs(s: int, k: int) -> int:
     return sum(min(s, p - c + k) - max(0, p - c) for p in range(s))
 
 
-def fft_preferred(spatial: Sequence[int], kernel: Sequence[int], backward: bool = True) -> bool:
-    """The CPU cost model: True when the FFT path is expected to be faster."""
+def fft_preferred(spatial: Sequence[int], kernel: Sequence[int], ratio: float) -> bool:
+    """The cost model: True when the FFT path is expected to be faster."""
     direct = math.prod(valid_pairs(s, k) for s, k in zip(spatial, kernel))
     nvol = math.prod(fft_sizes(spatial, kernel))
-    ratio = FFT_RATIO_TRAIN if backward else FFT_RATIO_INFER
     return direct > ratio * nvol * math.log2(max(nvol, 2))
 
 
@@ -67,12 +70,14 @@ def choose_path(spatial: Sequence[int], kernel: Sequence[int], device: torch.dev
                 backward: bool = True) -> str:
     """``fft`` or ``direct`` for an already-cropped kernel on ``device``.
 
-    CUDA: always ``fft`` (cuFFT). Measured on an H100 at the 12 stage shapes x
-    k in {7, 13, 21}, fp32 and bf16 autocast, forward+backward: fastest or
-    within 0.4 ms of the fastest everywhere, 30-360x faster than PyTorch's
-    depthwise kernels at stages 1-2; `channels_last_3d` (cuDNN) was slower than
-    PyTorch's contiguous kernel at every shape.
+    CUDA measured on an H100 at the 12 stage shapes x k in {7, 13, 21}, fp32
+    and bf16 autocast: the FFT path is 10-130x faster than PyTorch's depthwise
+    kernel at stages 1-2; the direct path (PyTorch's contiguous forward kernel,
+    our backward) wins below the crossover. ``channels_last_3d`` (cuDNN) was
+    slower than the contiguous kernel at every shape, so it is not used.
     """
     if torch.device(device).type == "cuda":
-        return "fft"
-    return "fft" if fft_preferred(spatial, kernel, backward) else "direct"
+        ratio = FFT_RATIO_CUDA
+    else:
+        ratio = FFT_RATIO_TRAIN if backward else FFT_RATIO_INFER
+    return "fft" if fft_preferred(spatial, kernel, ratio) else "direct"
