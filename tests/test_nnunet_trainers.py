@@ -1,0 +1,126 @@
+"""Trainers: variants, optimisers, training vs deploy form, and bad input refused before anything is written."""
+from __future__ import annotations
+
+import json
+from copy import deepcopy
+
+import pytest
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from rep3d_nnunet.conv import CSLADWConv3d, ReparamDWConv3d
+from rep3d_nnunet.nnunet import trainers as T
+from rep3d_nnunet.nnunet.architecture import PlansError, Rep3DVariant
+from rep3d_nnunet.nnunet.environment import NnUNetEnvironmentError
+from rep3d_nnunet.nnunet.templates import merged_plans
+from test_nnunet_plans import RESENC_ARCH, plans_with
+
+DATASET_JSON = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 4,
+                "file_ending": ".nii.gz"}
+SMALL = Rep3DVariant(large_kernel_size=7, n_blocks_per_stage=1, stem_kernel_size=3)
+
+
+def _small_rep3d_plans() -> dict:
+    arch = deepcopy(RESENC_ARCH)
+    arch["arch_kwargs"].update(n_stages=3, features_per_stage=[4, 8, 16], kernel_sizes=[[3, 3, 3]] * 3,
+                               strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], n_blocks_per_stage=[1, 1, 1],
+                               n_conv_per_stage_decoder=[1, 1])
+    plans = plans_with(arch)
+    plans["configurations"]["3d_fullres"]["patch_size"] = [16, 16, 16]
+    return merged_plans(plans, SMALL, "nnUNetRep3DPlans")
+
+
+@pytest.fixture
+def nnunet_dirs(tmp_path, monkeypatch):
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / var).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / var))
+    return tmp_path
+
+
+def _trainer(cls, plans, configuration="3d_fullres"):
+    return cls(dict(plans, continue_training=False), configuration, 0, DATASET_JSON, torch.device("cpu"))
+
+
+def test_every_variant_exists_with_its_recipe():
+    names = set(T.__all__)
+    for arch in ("nnUNetTrainerRep3D", "nnUNetTrainerRep3DFixedPrior", "nnUNetTrainerRep3DPlainLK",
+                 "nnUNetTrainerRep3DCSLA", "nnUNetTrainerUXNet", "nnUNetTrainerUXNetLRBM"):
+        assert {arch, f"{arch}_SGD", f"{arch}_tiny", f"{arch}_SGD_tiny", f"{arch}_250epochs",
+                f"{arch}_SGD_500epochs"} <= names
+    assert "nnUNetTrainer_tiny" in names
+    assert T.nnUNetTrainerRep3D_SGD_250epochs.schedule == {"num_epochs": 250}
+    assert T.nnUNetTrainerRep3DCSLA_tiny.variant.csla_small_kernel == 3
+
+
+def test_optimisers_and_schedules(nnunet_dirs):
+    plans = _small_rep3d_plans()
+    paper = _trainer(T.nnUNetTrainerRep3D, plans)
+    assert (paper.initial_lr, paper.weight_decay, paper.num_epochs) == (1e-4, 0.08, 1000)
+    paper.network = torch.nn.Conv3d(1, 1, 1)
+    opt, sched = paper.configure_optimizers()
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["eps"] == 1e-8
+    sgd = _trainer(T.nnUNetTrainerRep3D_SGD_100epochs, plans)
+    assert (sgd.initial_lr, sgd.weight_decay, sgd.num_epochs) == (1e-2, 3e-5, 100)
+    sgd.network = torch.nn.Conv3d(1, 1, 1)
+    assert isinstance(sgd.configure_optimizers()[0], torch.optim.SGD)
+    tiny = _trainer(T.nnUNetTrainerUXNet_tiny, plans)
+    assert tiny.num_epochs == 2 and tiny.num_iterations_per_epoch == 2 and tiny.save_every == 1
+
+
+@pytest.mark.parametrize("cls, conv", [(T.nnUNetTrainerRep3D, ReparamDWConv3d),
+                                       (T.nnUNetTrainerRep3DCSLA, CSLADWConv3d)])
+def test_builder_gives_training_form_in_training_and_deploy_form_to_the_predictor(cls, conv):
+    pm = PlansManager(_small_rep3d_plans())
+    cm = pm.get_configuration("3d_fullres")
+    with T.training_form():  # what the trainer's initialize() does
+        training = cls.build_network_architecture(pm, cm, 1, 3, True)
+    deployed = cls.build_network_architecture(pm, cm, 1, 3, False)  # how nnU-Net's predictor calls it
+    assert not training.deploy and any(isinstance(m, conv) for m in training.modules())
+    assert deployed.deploy and not any(isinstance(m, conv) for m in deployed.modules())
+    deployed.load_state_dict(training.state_dict())
+    training.decoder.deep_supervision = False
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        diff = (training.eval()(x).softmax(1) - deployed.eval()(x).softmax(1)).abs().max()
+    assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("configuration, plans_fn, message", [
+    ("2d", _small_rep3d_plans, "no configuration '2d'"),
+    ("2d", lambda: plans_with(RESENC_ARCH), "3D only"),
+    ("3d_fullres", lambda: plans_with(RESENC_ARCH), "Rep3D trainers need Rep3D plans"),
+])
+def test_bad_plans_fail_before_any_folder_is_created(nnunet_dirs, configuration, plans_fn, message):
+    with pytest.raises(PlansError, match=message):
+        _trainer(T.nnUNetTrainerRep3D, plans_fn(), configuration)
+    assert list((nnunet_dirs / "nnUNet_results").iterdir()) == []
+
+
+def test_even_kernel_in_plans_fails_before_any_folder_is_created(nnunet_dirs):
+    plans = _small_rep3d_plans()
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["dw_kernel_sizes"][1] = [6, 7, 7]
+    with pytest.raises(PlansError, match="even"):
+        _trainer(T.nnUNetTrainerRep3DFixedPrior, plans)
+    assert list((nnunet_dirs / "nnUNet_results").iterdir()) == []
+
+
+def test_missing_environment_is_named(nnunet_dirs, monkeypatch):
+    monkeypatch.delenv("nnUNet_results")
+    with pytest.raises(NnUNetEnvironmentError, match="nnUNet_results not set"):
+        _trainer(T.nnUNetTrainerRep3D, _small_rep3d_plans())
+
+
+def test_corrupt_or_foreign_checkpoints_are_clear_errors(tmp_path):
+    truncated = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(RuntimeError, match="cannot read checkpoint .*truncated"):
+        T.read_checkpoint(str(truncated))
+    foreign = tmp_path / "weights.pth"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(RuntimeError, match="lacks .*network_weights"):
+        T.read_checkpoint(str(foreign))
+    (tmp_path / "text.pth").write_text(json.dumps({"a": 1}))
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        T.read_checkpoint(str(tmp_path / "text.pth"))
