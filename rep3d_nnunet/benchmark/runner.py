@@ -51,13 +51,20 @@ def _check_env() -> Dict[str, Path]:
 
 
 def dataset_name(dataset: str) -> str:
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
+    """``DatasetXXX_Name`` for an id or name, searched in the nnU-Net folders named by the environment *now*
+    (nnunetv2.paths reads them once at import, which a long-lived process or a test may have changed since)."""
+    if dataset.startswith("Dataset"):
+        return dataset
     try:
-        return maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as e:
-        raise BenchmarkError(f"dataset {dataset!r} not found in nnUNet_raw / nnUNet_preprocessed / nnUNet_results: "
-                             f"{e}") from e
+        prefix = f"Dataset{int(dataset):03d}_"
+    except ValueError:
+        raise BenchmarkError(f"dataset {dataset!r} is neither an id nor a DatasetXXX_Name") from None
+    found = sorted({p.name for v in NNUNET_VARS if os.environ.get(v) and Path(os.environ[v]).is_dir()
+                    for p in Path(os.environ[v]).iterdir() if p.name.startswith(prefix) and p.is_dir()})
+    if len(found) != 1:
+        raise BenchmarkError(f"dataset {dataset!r}: {'no' if not found else 'more than one'} folder {prefix}* in "
+                             f"nnUNet_raw / nnUNet_preprocessed / nnUNet_results {found or ''}")
+    return found[0]
 
 
 def _run_tool(args: Sequence[str], what: str) -> None:
@@ -161,6 +168,7 @@ def prepare(dataset: str, methods: Sequence[Method], folds: Sequence[int], num_p
     """Fingerprint, every method's plans, one preprocessing, one splits file; refuse mixed preprocessing."""
     paths = _check_env()
     name = dataset_name(dataset)
+    dataset = str(int(name[len("Dataset"):len("Dataset") + 3]))  # nnU-Net's planning scripts take ids only
     configurations = {m.configuration for m in methods}
     if len(configurations) != 1:
         raise BenchmarkError(f"methods use different configurations {sorted(configurations)}; benchmark one at a time")

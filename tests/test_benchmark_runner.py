@@ -1,0 +1,210 @@
+"""The runner without training: preparation on a hand-made preprocessed dataset, resumability, the GPU
+executor and the SLURM path (submitit's local executor and a fake ``sbatch``), with a fake
+``nnUNetv2_train`` that writes what nnU-Net writes (fast)."""
+import json
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rep3d_nnunet.benchmark import runner
+from rep3d_nnunet.benchmark.cli import main as benchmark_main
+from rep3d_nnunet.benchmark.methods import METHODS, get_methods
+from rep3d_nnunet.benchmark.results import JOB_RECORD
+
+FAKE_TRAIN = textwrap.dedent(f"""\
+    #!{sys.executable}
+    # stands in for nnUNetv2_train: writes nnU-Net's checkpoint and validation summary
+    import json, os, sys, time
+    from pathlib import Path
+    import torch
+    dataset, config, fold = sys.argv[1:4]
+    tr, pl = sys.argv[sys.argv.index("-tr") + 1], sys.argv[sys.argv.index("-p") + 1]
+    out = Path(os.environ["nnUNet_results"]) / dataset / f"{{tr}}__{{pl}}__{{config}}" / f"fold_{{fold}}"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(Path(os.environ["FAKE_CALLS"]), "a") as f:
+        f.write(json.dumps({{"argv": sys.argv[1:], "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}}) + "\\n")
+    log = {{"epoch_start_timestamps": [0.0, 10.0, 20.0], "epoch_end_timestamps": [2.0, 12.0, 22.0]}}
+    ckpt = {{"current_epoch": 3, "logging": log, "trainer_name": tr}}
+    if os.environ.get("FAKE_INTERRUPT") and "--c" not in sys.argv:
+        torch.save(ckpt, out / "checkpoint_latest.pth")
+        sys.exit(1)   # "killed" mid-training
+    torch.save(ckpt, out / "checkpoint_final.pth")
+    (out / "validation").mkdir(exist_ok=True)
+    (out / "validation" / "summary.json").write_text(json.dumps({{"metric_per_case": []}}))
+""")
+
+
+@pytest.fixture
+def fake_env(tmp_path, monkeypatch):
+    """nnU-Net folders with a hand-made preprocessed Dataset004 (12 cases) and the fake trainer script."""
+    for v in runner.NNUNET_VARS:
+        (tmp_path / v).mkdir()
+        monkeypatch.setenv(v, str(tmp_path / v))
+    pre = tmp_path / "nnUNet_preprocessed" / "Dataset004_Hippocampus"
+    data = pre / "nnUNetPlans_3d_fullres"
+    data.mkdir(parents=True)
+    cases = [f"hippocampus_{i:03d}" for i in range(12)]
+    for c in cases:
+        (data / f"{c}.pkl").write_bytes(b"")
+        (data / f"{c}.b2nd").write_bytes(b"")
+        (data / f"{c}_seg.b2nd").write_bytes(b"")
+    (pre / "dataset_fingerprint.json").write_text(json.dumps({"shapes_after_crop": [[1, 1, 1]] * 12}))
+    config = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+              "spacing": [1, 1, 1], "normalization_schemes": ["ZScoreNormalization"], "patch_size": [40, 56, 40]}
+    for plans in ("nnUNetPlans", "nnUNetRep3DPlans", "nnUNetResEncUNetMPlans"):
+        (pre / f"{plans}.json").write_text(json.dumps({"plans_name": plans, "transpose_forward": [0, 1, 2],
+                                                       "configurations": {"3d_fullres": config}}))
+    fake = tmp_path / "fake_nnUNetv2_train"
+    fake.write_text(FAKE_TRAIN)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("FAKE_CALLS", str(tmp_path / "calls.jsonl"))
+    return tmp_path, fake, cases
+
+
+def _calls(tmp_path):
+    path = tmp_path / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _jobs(fake, names=("rep3d", "resenc_m"), folds=(0, 1)):
+    methods = get_methods(names)
+    prepared = runner.prepare("4", methods, folds, num_processes=1)
+    jobs = runner.make_jobs(prepared, methods, folds, "tiny", "cpu")
+    for j in jobs:
+        j.executable = str(fake)
+    return prepared, jobs
+
+
+def test_prepare_writes_nnunets_split_once_and_pins_it(fake_env):
+    tmp_path, fake, cases = fake_env
+    prepared, _ = _jobs(fake)
+    splits_file = tmp_path / "nnUNet_preprocessed" / "Dataset004_Hippocampus" / "splits_final.json"
+    splits = json.loads(splits_file.read_text())
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    assert splits == generate_crossval_split(sorted(cases), seed=12345, n_splits=5)  # what nnU-Net would write
+    assert prepared.data_identifier == "nnUNetPlans_3d_fullres" and prepared.n_splits == 5
+    manifest = json.loads((tmp_path / "nnUNet_results" / "Dataset004_Hippocampus" / runner.MANIFEST).read_text())
+    assert manifest["splits_sha256"] == prepared.splits_sha256
+    # a changed split after jobs were run is refused (finished folds used the old one)
+    splits[0], splits[1] = splits[1], splits[0]
+    splits_file.write_text(json.dumps(splits))
+    with pytest.raises(runner.BenchmarkError, match="changed since earlier benchmark jobs"):
+        runner.prepare("4", get_methods(["rep3d"]), [0], num_processes=1)
+
+
+def test_prepare_refuses_fold_outside_the_split_and_mixed_preprocessing(fake_env):
+    tmp_path, fake, _ = fake_env
+    with pytest.raises(runner.BenchmarkError, match=r"fold\(s\) \[7\] do not exist"):
+        runner.prepare("4", get_methods(["rep3d"]), [0, 7], num_processes=1)
+    pre = tmp_path / "nnUNet_preprocessed" / "Dataset004_Hippocampus"
+    plans = json.loads((pre / "nnUNetResEncUNetMPlans.json").read_text())
+    plans["configurations"]["3d_fullres"]["spacing"] = [2, 2, 2]
+    (pre / "nnUNetResEncUNetMPlans.json").write_text(json.dumps(plans))
+    from rep3d_nnunet.benchmark.fairness import UnfairComparisonError
+
+    with pytest.raises(UnfairComparisonError, match="'spacing'"):
+        runner.prepare("4", get_methods(["rep3d", "resenc_m"]), [0], num_processes=1)
+
+
+def test_sequential_run_is_resumable_and_records_attempts(fake_env, monkeypatch):
+    tmp_path, fake, _ = fake_env
+    _, jobs = _jobs(fake, ("rep3d",), (0,))
+    job = jobs[0]
+    monkeypatch.setenv("FAKE_INTERRUPT", "1")
+    with pytest.raises(runner.BenchmarkError, match="exited 1 without finishing"):
+        runner.run_sequential(jobs)
+    assert job.state() == "resume" and job.command()[-1] == "--c"
+    monkeypatch.delenv("FAKE_INTERRUPT")
+    record = runner.run_sequential(jobs)[0]
+    assert [c["argv"][-1] for c in _calls(tmp_path)] == ["cpu", "--c"]   # fresh, then continued with --c
+    assert record["status"] == "finished" and len(record["attempts"]) == 2
+    assert record["epochs"] == 3 and record["seconds_per_epoch"] == pytest.approx(2.0)
+    assert record["wall_time_s"] == pytest.approx(sum(a["wall_time_s"] for a in record["attempts"]))
+    assert record["peak_cpu_rss_mb"] > 10 and record["splits_sha256"] == job.splits_sha256
+    assert json.loads((job.output_folder() / JOB_RECORD).read_text()) == record
+    runner.run_sequential(jobs)   # finished: nothing runs
+    assert len(_calls(tmp_path)) == 2
+
+
+def test_gpu_executor_runs_one_job_per_gpu(fake_env):
+    tmp_path, fake, _ = fake_env
+    _, jobs = _jobs(fake, ("rep3d", "resenc_m"), (0,))
+    records = runner.run_on_gpus(jobs, ["0", "1"])
+    calls = _calls(tmp_path)
+    assert len(records) == 2 and len(calls) == 2   # each job ran once
+    assert {c["gpu"] for c in calls} <= {"0", "1"}
+    assert {r["attempts"][0]["CUDA_VISIBLE_DEVICES"] for r in records} <= {"0", "1"}
+    assert sorted((r["method"], r["fold"]) for r in records) == [("rep3d", 0), ("resenc_m", 0)]
+
+
+def test_submitit_local_executor_runs_the_array_and_requeues(fake_env):
+    pytest.importorskip("submitit")
+    tmp_path, fake, _ = fake_env
+    _, jobs = _jobs(fake, ("rep3d",), (0, 1))
+    handles = runner.submit_slurm(jobs, tmp_path / "submitit", cluster="local", parameters={"timeout_min": 5})
+    records = [h.result() for h in handles]
+    assert [r["status"] for r in records] == ["finished", "finished"] and {r["fold"] for r in records} == {0, 1}
+    # the requeue hook resubmits the same job (which then finds its checkpoint and uses --c)
+    again = runner.SubmititTrainJob(jobs[0]).checkpoint()
+    assert again.function.job == jobs[0]
+
+
+FAKE_SBATCH = textwrap.dedent("""\
+    #!/bin/sh
+    cp "$1" "$FAKE_SBATCH_DIR/$(basename "$1")"
+    echo "Submitted batch job 4242"
+""")
+
+
+def test_slurm_submission_through_the_cli_writes_an_array_script(fake_env, monkeypatch, capsys):
+    """The whole `benchmark run --slurm` path with a fake ``sbatch``: prepares, then submits one array."""
+    pytest.importorskip("submitit")
+    tmp_path, fake, _ = fake_env
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text(FAKE_SBATCH)
+    (bindir / "sbatch").chmod(0o755)
+    (bindir / "srun").write_text("#!/bin/sh\nexit 1\n")   # submitit only checks that srun exists
+    (bindir / "srun").chmod(0o755)
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.setenv("FAKE_SBATCH_DIR", str(tmp_path / "scripts"))
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    rc = benchmark_main(["benchmark", "run", "-d", "4", "-m", "rep3d", "resenc_m", "-f", "0", "1", "2",
+                         "--schedule", "tiny", "--slurm", "--slurm-partition", "gpu", "--slurm-hours", "2",
+                         "--slurm-array-parallelism", "2", "--slurm-setup", "source /opt/venv/bin/activate",
+                         "--slurm-param", "slurm_account=lab", "--submitit-cluster", "slurm", "--np", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert out.count("submitted ") == 6 and "4242_0" in out
+    scripts = list((tmp_path / "scripts").iterdir())
+    assert len(scripts) == 1   # one sbatch call: a job array, not six jobs
+    text = scripts[0].read_text()
+    for line in ("#SBATCH --array=0-5%2", "#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --account=lab", "source /opt/venv/bin/activate"):
+        assert line in text, text
+    assert _calls(tmp_path) == []   # nothing trained on the submitting machine
+
+
+def test_unknown_method_and_schedule_are_clear(fake_env, capsys):
+    assert benchmark_main(["benchmark", "run", "-d", "4", "-m", "rep3d", "nnformer", "--device", "cpu"]) == 1
+    assert "unknown benchmark method(s) ['nnformer']" in capsys.readouterr().err
+    with pytest.raises(Exception, match="not 'full', 'tiny'"):
+        METHODS["rep3d"].trainer_for("forever")
+    assert METHODS["rep3d"].trainer_for("250epochs") == "nnUNetTrainerRep3D_250epochs"
+    assert METHODS["resenc_m"].trainer_for("full") == "nnUNetTrainer"
+
+
+def test_registry_trainers_exist_where_they_are_committed():
+    """Every Rep3D/stock trainer the registry names is one nnUNetv2_train can find (after registration)."""
+    from rep3d_nnunet.nnunet import trainers
+
+    for m in METHODS.values():
+        if m.plans == "nnUNetRep3DPlans":
+            for schedule in ("full", "tiny", "250epochs"):
+                assert hasattr(trainers, m.trainer_for(schedule)), m.trainer_for(schedule)
+    assert hasattr(trainers, "nnUNetTrainer_tiny")
