@@ -216,7 +216,7 @@ def print_table(res: Dict) -> None:
     print("| stage C x S^3 | k | path | ours fwd | torch fwd | ours fwd+bwd | torch fwd+bwd | "
           "speed-up fwd / fwd+bwd | ours GFLOP/s fwd+bwd (% peak) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in res["ops"]:
+    for r in res.get("ops", []):
         crop = f" (k{r['cropped_k']})" if r["cropped_k"] != r["k"] else ""
         f = lambda d: f"{d['wall_ms']:.1f} ({d['cpu_ms']:.1f})" + (f" n={d['runs']}" if d["runs"] < 3 else "")
         print(f"| {r['C']} x {r['S']}^3 | {r['k']} | {r['path']}{crop} | {f(r['ours_fwd'])} | {f(r['torch_fwd'])} | "
@@ -241,6 +241,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     p.add_argument("--encoder-runs", type=int, default=3)
     p.add_argument("--encoder-edge", type=int, default=96, help="encoder input edge (96: stage 1 at 48^3)")
     p.add_argument("--no-encoder", action="store_true")
+    p.add_argument("--no-ops", action="store_true", help="only the whole-encoder step")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="which stage shapes (1-4)")
+    p.add_argument("--kernels", type=int, nargs="+", default=KERNELS)
     p.add_argument("--crossover", action="store_true", help="only the FFT-vs-direct crossover sweep")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -255,7 +258,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             res["encoder"] = bench_encoder(args.encoder_edge, args, device)
             res["encoder_bf16"] = bench_encoder(args.encoder_edge, args, device, amp=True)
     else:
-        shapes = [(c, s, k) for c, s in STAGES for k in KERNELS]
+        shapes = [(c, s, k) for i, (c, s) in enumerate(STAGES, 1) if i in args.stages and not args.no_ops
+                  for k in args.kernels]
         edge = args.encoder_edge
         if args.quick:
             shapes = [(c, s, k) for c, s, k in shapes if s <= 12 or k == 7]
@@ -270,7 +274,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             res["encoder"] = bench_encoder(edge, args, device)
     if args.json:
         print(json.dumps(res, indent=1))
-    elif "ops" in res:
+    else:
         print_table(res)
     return res
 
