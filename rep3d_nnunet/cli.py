@@ -12,6 +12,7 @@ import sys
 from typing import Callable, List, Optional
 
 from rep3d_nnunet.analysis.cli import add_erf_parser, add_masks_parser
+from rep3d_nnunet.benchmark.cli import add_benchmark_parser
 from rep3d_nnunet.nnunet.architecture import PlansError
 from rep3d_nnunet.nnunet.environment import NnUNetEnvironmentError
 from rep3d_nnunet.nnunet.registration import RegistrationError
@@ -93,6 +94,7 @@ SUBCOMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [
     _add_plans,
     add_erf_parser,
     add_masks_parser,
+    add_benchmark_parser,
 ]
 
 
