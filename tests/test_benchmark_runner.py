@@ -26,7 +26,8 @@ FAKE_TRAIN = textwrap.dedent(f"""\
     out = Path(os.environ["nnUNet_results"]) / dataset / f"{{tr}}__{{pl}}__{{config}}" / f"fold_{{fold}}"
     out.mkdir(parents=True, exist_ok=True)
     with open(Path(os.environ["FAKE_CALLS"]), "a") as f:
-        f.write(json.dumps({{"argv": sys.argv[1:], "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}}) + "\\n")
+        f.write(json.dumps({{"argv": sys.argv[1:], "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                            "upkern": os.environ.get("MEDNEXT_UPKERN_CHECKPOINT")}}) + "\\n")
     log = {{"epoch_start_timestamps": [0.0, 10.0, 20.0], "epoch_end_timestamps": [2.0, 12.0, 22.0]}}
     ckpt = {{"current_epoch": 3, "logging": log, "trainer_name": tr}}
     if os.environ.get("FAKE_INTERRUPT") and "--c" not in sys.argv:
@@ -208,3 +209,24 @@ def test_registry_trainers_exist_where_they_are_committed():
             for schedule in ("full", "tiny", "250epochs"):
                 assert hasattr(trainers, m.trainer_for(schedule)), m.trainer_for(schedule)
     assert hasattr(trainers, "nnUNetTrainer_tiny")
+
+
+def test_upkern_method_runs_after_its_source_with_the_checkpoint_in_its_environment(fake_env):
+    tmp_path, fake, _ = fake_env
+    pre = tmp_path / "nnUNet_preprocessed" / "Dataset004_Hippocampus"
+    (pre / "nnUNetPlans_div16.json").write_text((pre / "nnUNetPlans.json").read_text())
+    from rep3d_nnunet.benchmark.methods import MethodError
+
+    with pytest.raises(MethodError, match="add mednext_s_k3"):
+        get_methods(["mednext_s_k5_upkern"])
+    _, jobs = _jobs(fake, ("mednext_s_k5_upkern", "mednext_s_k3"), (0,))
+    assert [[j.method for j in w] for w in runner.waves(jobs)] == [["mednext_s_k3"], ["mednext_s_k5_upkern"]]
+    upkern = runner.waves(jobs)[1][0]
+    with pytest.raises(runner.BenchmarkError, match="does not exist yet"):
+        runner.run_job(upkern)
+    for wave in runner.waves(jobs):
+        runner.run_sequential(wave)
+    assert upkern.init_checkpoint == str(jobs[1].output_folder() / "checkpoint_final.pth")
+    calls = _calls(tmp_path)
+    assert [c["argv"][4] for c in calls] == ["nnUNetTrainerMedNeXtS_k3_tiny", "nnUNetTrainerMedNeXtS_k5_UpKern_tiny"]
+    assert calls[0]["upkern"] is None and calls[1]["upkern"] == upkern.init_checkpoint

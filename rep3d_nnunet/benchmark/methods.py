@@ -18,13 +18,30 @@ class MethodError(ValueError):
 
 @dataclass(frozen=True)
 class Method:
+    """How to plan and train one benchmark row.
+
+    Plans come from ``nnUNetv2_plan_experiment -pl planner``, or -- for networks that
+    need a patch divisible by ``patch_multiple`` -- are a copy of ``planner``'s plans
+    with the patch rounded up (``rep3d_nnunet.nnunet.baselines.plans``; same
+    preprocessed data). ``init_from``: a method whose same-fold ``checkpoint_final.pth``
+    initialises this one through the environment variable ``init_env`` (MedNeXt UpKern).
+    """
     name: str
     planner: str                 # nnUNetv2_plan_experiment -pl
-    plans: str                   # the plans identifier it writes (nnUNetv2_train -p)
+    plans: str                   # the plans identifier it trains with (nnUNetv2_train -p)
     trainer: str                 # full-schedule trainer (nnUNetv2_train -tr)
     tiny_trainer: Optional[str]  # the tiny-schedule variant (tests); None if there is none
     description: str
     configuration: str = "3d_fullres"
+    source_plans: Optional[str] = None   # plans that `plans` is derived from (patch rounded to patch_multiple)
+    patch_multiple: Optional[int] = None
+    init_from: Optional[str] = None
+    init_env: Optional[str] = None
+
+    @property
+    def planner_plans(self) -> str:
+        """The plans file ``planner`` writes (``plans`` itself unless derived)."""
+        return self.source_plans or self.plans
 
     def trainer_for(self, schedule: str) -> str:
         """The trainer name for ``schedule``: 'full' (1000 epochs), 'tiny', or '<N>epochs'."""
@@ -64,15 +81,24 @@ def _build_registry() -> Dict[str, Method]:
         _rep3d("uxnet", "nnUNetTrainerUXNet", "3D UX-Net blocks (7^3), no mask"),
         _rep3d("uxnet_lrbm", "nnUNetTrainerUXNetLRBM", "3D UX-Net blocks + LRBM mask"),
     ]
+    # MONAI baselines: nnUNetPlans with the patch rounded up to what the network accepts
+    # (factors as the trainers enforce them: 2^4 for MedNeXt/UNETR, 32 for SwinUNETR, 8 for SegResNet)
+    def baseline(name: str, trainer: str, multiple: int, description: str, **kw) -> Method:
+        return Method(name, _STOCK, f"nnUNetPlans_div{multiple}", trainer, f"{trainer}_tiny", description,
+                      source_plans="nnUNetPlans", patch_multiple=multiple, **kw)
+
     for size in "SBML":
         for k in (3, 5):
             trainer = f"nnUNetTrainerMedNeXt{size}_k{k}"
-            methods.append(Method(f"mednext_{size.lower()}_k{k}", _STOCK, "nnUNetPlans", trainer, f"{trainer}_tiny",
-                                  f"MedNeXt {size}, kernel {k} (MONAI network, official recipe)"))
-    for name, trainer, description in (("swinunetr", "nnUNetTrainerSwinUNETR", "SwinUNETR (MONAI)"),
-                                       ("unetr", "nnUNetTrainerUNETR", "UNETR (MONAI)"),
-                                       ("segresnet", "nnUNetTrainerSegResNet", "SegResNet (MONAI)")):
-        methods.append(Method(name, _STOCK, "nnUNetPlans", trainer, f"{trainer}_tiny", description))
+            methods.append(baseline(f"mednext_{size.lower()}_k{k}", trainer, 16,
+                                    f"MedNeXt {size}, kernel {k} (MONAI network, official recipe)"))
+        trainer = f"nnUNetTrainerMedNeXt{size}_k5_UpKern"
+        methods.append(baseline(f"mednext_{size.lower()}_k5_upkern", trainer, 16,
+                                f"MedNeXt {size}, kernel 5, UpKern-initialised from mednext_{size.lower()}_k3",
+                                init_from=f"mednext_{size.lower()}_k3", init_env="MEDNEXT_UPKERN_CHECKPOINT"))
+    methods += [baseline("swinunetr", "nnUNetTrainerSwinUNETR", 32, "SwinUNETR (MONAI)"),
+                baseline("unetr", "nnUNetTrainerUNETR", 16, "UNETR (MONAI)"),
+                baseline("segresnet", "nnUNetTrainerSegResNet", 8, "SegResNet (MONAI)")]
     return {m.name: m for m in methods}
 
 
@@ -88,4 +114,8 @@ def get_methods(names: Iterable[str]) -> List[Method]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise MethodError(f"method(s) named twice: {dupes}")
+    for n in names:
+        dep = METHODS[n].init_from
+        if dep and dep not in names:
+            raise MethodError(f"method {n} is initialised from {dep}'s checkpoints: add {dep} to the methods")
     return [METHODS[n] for n in names]

@@ -176,15 +176,20 @@ def prepare(dataset: str, methods: Sequence[Method], folds: Sequence[int], num_p
     pre = paths["nnUNet_preprocessed"] / name
     if not (pre / "dataset_fingerprint.json").is_file():
         _run_tool([_bin("nnUNetv2_extract_fingerprint"), "-d", dataset, "-np", str(num_processes)], "fingerprint")
-    done = set()
+    planned = set()
     for m in methods:
-        if (pre / f"{m.plans}.json").is_file() or m.plans in done:
+        if (pre / f"{m.plans}.json").is_file():
             continue
-        check_planner_findable(m.planner)
-        _run_tool([_bin("nnUNetv2_plan_experiment"), "-d", dataset, "-pl", m.planner], f"plans for {m.name}")
+        if not (pre / f"{m.planner_plans}.json").is_file() and m.planner_plans not in planned:
+            check_planner_findable(m.planner)
+            _run_tool([_bin("nnUNetv2_plan_experiment"), "-d", dataset, "-pl", m.planner], f"plans for {m.name}")
+            planned.add(m.planner_plans)
+        if m.source_plans:  # same plans, patch rounded up to what the network accepts; same preprocessed data
+            _run_tool([sys.executable, "-m", "rep3d_nnunet.nnunet.baselines.plans", "-d", dataset, "--multiple",
+                       str(m.patch_multiple), "--source-plans", m.source_plans, "--plans-name", m.plans],
+                      f"patch-divisible plans for {m.name}")
         if not (pre / f"{m.plans}.json").is_file():
-            raise BenchmarkError(f"planner {m.planner} did not write {pre / (m.plans + '.json')} (method {m.name})")
-        done.add(m.plans)
+            raise BenchmarkError(f"planning did not write {pre / (m.plans + '.json')} (method {m.name})")
 
     # one data identifier and identical preprocessing for every method, checked on the plans
     runs = []
@@ -236,6 +241,8 @@ class Job:
     env: Dict[str, str] = field(default_factory=dict)   # nnU-Net paths etc., pinned at submission
     train_args: List[str] = field(default_factory=list)  # extra nnUNetv2_train arguments (e.g. --npz)
     executable: str = "nnUNetv2_train"
+    init_env: Optional[str] = None          # variable naming the checkpoint this job starts from (UpKern)
+    init_checkpoint: Optional[str] = None   # another job's checkpoint_final.pth (same fold): run after it
 
     @property
     def name(self) -> str:
@@ -259,9 +266,27 @@ class Job:
 def make_jobs(prepared: Prepared, methods: Sequence[Method], folds: Sequence[int], schedule: str, device: str,
               train_args: Sequence[str] = ()) -> List[Job]:
     env = {v: os.environ[v] for v in NNUNET_VARS if os.environ.get(v)}
-    return [Job(m.name, prepared.dataset, prepared.configuration, f, m.trainer_for(schedule), m.plans, device,
-                prepared.splits_sha256, prepared.data_identifier, env, list(train_args))
-            for m in methods for f in folds]
+    by_name = {m.name: m for m in methods}
+    jobs = []
+    for m in methods:
+        for f in folds:
+            job = Job(m.name, prepared.dataset, prepared.configuration, f, m.trainer_for(schedule), m.plans, device,
+                      prepared.splits_sha256, prepared.data_identifier, env, list(train_args))
+            if m.init_from:
+                src = by_name[m.init_from]
+                job.init_env = m.init_env
+                job.init_checkpoint = str(fold_dir(model_folder(prepared.dataset, src.trainer_for(schedule), src.plans,
+                                                                src.configuration, env.get("nnUNet_results")), f)
+                                          / "checkpoint_final.pth")
+            jobs.append(job)
+    return jobs
+
+
+def waves(jobs: Sequence[Job]) -> List[List[Job]]:
+    """Jobs that start from another job's checkpoint run in a second wave, after every first-wave job."""
+    first = [j for j in jobs if not j.init_checkpoint]
+    second = [j for j in jobs if j.init_checkpoint]
+    return [w for w in (first, second) if w]
 
 
 class _GpuMemoryPoller:
@@ -323,6 +348,11 @@ def run_job(job: Job, extra_env: Optional[Dict[str, str]] = None, quiet: bool = 
         return previous
     cmd = job.command()
     env = {**os.environ, **job.env, **(extra_env or {})}
+    if job.init_checkpoint:
+        if not Path(job.init_checkpoint).is_file():
+            raise BenchmarkError(f"{job.name} starts from {job.init_checkpoint}, which does not exist yet "
+                                 "(its method must finish this fold first)")
+        env[job.init_env] = job.init_checkpoint
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "benchmark_train.log"
     attempts = list(previous.get("attempts", []))
@@ -502,12 +532,19 @@ def benchmark_run(dataset: str, methods: Sequence[Method], folds: Sequence[int],
         return jobs
     if slurm is not None:
         folder = Path(os.environ["nnUNet_results"]) / prepared.dataset / "rep3d_benchmark_slurm"
-        handles = submit_slurm(todo, folder, slurm_cluster, slurm)
-        for j, h in zip(todo, handles):
-            log(f"[benchmark] submitted {j.name} as job {h.job_id}")
+        previous = None
+        for wave in waves(todo):
+            params = dict(slurm)
+            if previous:  # a second wave starts when the whole first array has succeeded
+                if (slurm_cluster or "slurm") == "slurm":
+                    params["slurm_dependency"] = f"afterok:{previous[0].job_id.split('_')[0]}"
+                else:
+                    [h.result() for h in previous]
+            previous = submit_slurm(wave, folder, slurm_cluster, params)
+            for j, h in zip(wave, previous):
+                log(f"[benchmark] submitted {j.name} as job {h.job_id}")
         log(f"[benchmark] submitit logs in {folder}; run the same command again to see what is left")
-    elif gpus:
-        run_on_gpus(todo, gpus)
     else:
-        run_sequential(todo)
+        for wave in waves(todo):
+            run_on_gpus(wave, gpus) if gpus else run_sequential(wave)
     return jobs
