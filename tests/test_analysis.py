@@ -79,6 +79,25 @@ def test_erf_of_model_takes_the_deepest_encoder_stage_and_the_output(tmp_path):
     assert _png(plot_erf(results, str(tmp_path / "erf.png")))
 
 
+def test_erf_of_a_network_without_encoder_uses_its_bottleneck():
+    class MedNeXtLike(nn.Module):  # MONAI's MedNeXt: stem, enc_stages, down_blocks, bottleneck, ...
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv3d(1, 2, 3, padding=1)
+            self.bottleneck = nn.Conv3d(2, 2, 3, padding=1)
+            self.out = nn.Conv3d(2, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.out(self.bottleneck(self.stem(x)))
+
+    results = erf_of_model(MedNeXtLike(), random_inputs(1, 1, (11, 11, 11)))
+    assert [r.name for r in results] == ["bottleneck (bottleneck)", "output"]
+    # 2 resp. 3 stacked 3^3 convs: the ERF's support is the centre +- 2 resp. +- 3 voxels
+    for r, half in zip(results, (2, 3)):
+        support = np.nonzero(r.erf.sum(axis=(1, 2)))[0]
+        assert (support.min(), support.max()) == (5 - half, 5 + half)
+
+
 # ---- masks ----------------------------------------------------------------------------------------
 
 def test_lrbm_mask_picture_at_initialisation_is_the_prior(tmp_path):
@@ -194,6 +213,8 @@ def test_erf_and_masks_commands_on_a_stock_nnunet_model_folder(tmp_path, capsys)
     assert erf_main([folder, "-f", "0", "-n", "1", "--size", "12", "16", "16", "-o", str(png)]) == 0
     out = capsys.readouterr().out
     assert "deepest encoder stage" in out and "output" in out and "r99 mm" in out and _png(png)
+    assert erf_main([folder, "-n", "1", "--module", "encoder.stages.1", "-o", str(png)]) == 0
+    assert "encoder.stages.1" in capsys.readouterr().out
 
     assert masks_main([folder]) == 0
     assert NO_MASK_MESSAGE in capsys.readouterr().out
@@ -229,5 +250,40 @@ def test_erf_and_masks_of_a_rep3d_model_folder(tmp_path, capsys):
     assert masks_main([folder, "-o", str(tmp_path / "masks.png")]) == 0
     out = capsys.readouterr().out
     assert "encoder.stages.1.0.conv" in out and "lrbm" in out and _png(tmp_path / "masks.png")
+    assert masks_main([folder, "--blocks", "stages.1", "-o", str(tmp_path / "one.png")]) == 0
+    out = capsys.readouterr().out
+    assert "encoder.stages.1.0.conv" in out and "encoder.stages.0." not in out
+    assert masks_main([folder, "--blocks", "nope"]) == 1 and "no masked block" in capsys.readouterr().err
     infos = mask_infos(training)
     assert infos and all(np.abs(i.mask - i.prior[None]).max() < 1e-6 for i in infos)  # untrained: M == P
+
+
+# ---- end to end: a model trained by nnU-Net's own console scripts ----------------------------------
+
+@pytest.mark.slow
+def test_erf_and_masks_commands_on_a_model_trained_end_to_end(hippocampus_preprocessed, tmp_path_factory, tmp_path):
+    """`rep3d-nnunet erf` / `masks` on the tiny Rep3D model of the end-to-end tests (test_nnunet_e2e.py),
+    reused from the shared results folder when that test ran first, else trained here the same way."""
+    from nnunet_helpers import TRAIN_ENV, run_cli
+    from test_nnunet_e2e import DATASET, SMOKE_PLANS, SMOKE_TEMPLATE, _private_nnunetv2
+
+    env0, _ = hippocampus_preprocessed
+    env = dict(env0, PYTHONPATH=str(_private_nnunetv2(tmp_path_factory.mktemp("nnunetv2_copy"))))
+    trainer = "nnUNetTrainerRep3D_tiny"
+    folder = os.path.join(env["nnUNet_results"], DATASET, f"{trainer}__{SMOKE_PLANS}__3d_fullres")
+    if not os.path.isfile(os.path.join(folder, "fold_0", "checkpoint_final.pth")):
+        run_cli(["rep3d-nnunet", "register"], env)
+        if not os.path.isfile(os.path.join(env["nnUNet_preprocessed"], DATASET, f"{SMOKE_PLANS}.json")):
+            run_cli(["rep3d-nnunet", "plans", "merge-template", "-d", "4", "-t", str(SMOKE_TEMPLATE),
+                     "--plans-name", SMOKE_PLANS], env)
+        run_cli(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-p", SMOKE_PLANS, "-device", "cpu"],
+                dict(env, **TRAIN_ENV))
+    preprocessed = os.path.join(env["nnUNet_preprocessed"], DATASET, "nnUNetPlans_3d_fullres")
+    out = run_cli(["rep3d-nnunet", "erf", folder, "-f", "0", "-n", "2", "--data", preprocessed,
+                   "-o", str(tmp_path / "erf.png")], env).stdout
+    assert "2 preprocessed patches" in out and "deepest encoder stage" in out and _png(tmp_path / "erf.png")
+    out = run_cli(["rep3d-nnunet", "masks", folder, "-o", str(tmp_path / "masks.png")], env).stdout
+    assert "lrbm" in out and "encoder.stages" in out and _png(tmp_path / "masks.png")
+    # trained: the masks have left the prior (the generator learns from the second optimiser step on)
+    model = load_trained_model(folder, 0, form="training")
+    assert max(mask_stats(i)["max_dev"] for i in mask_infos(model.network)) > 1e-4

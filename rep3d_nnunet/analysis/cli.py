@@ -10,7 +10,8 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from rep3d_nnunet.analysis.erf import erf_of_model, erf_table, plot_erf, random_inputs
+from rep3d_nnunet.analysis.erf import (deepest_feature, erf_of_model, erf_table, module_output, network_output,
+                                       plot_erf, random_inputs)
 from rep3d_nnunet.analysis.loading import (load_checkpoint, load_trained_model, model_folder_of_checkpoint,
                                            preprocessed_patches, state_dict_of)
 from rep3d_nnunet.analysis.masks import (DEPLOYED_MESSAGE, NO_MASK_MESSAGE, describe_no_masks, mask_infos,
@@ -32,6 +33,9 @@ def configure_erf_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "central patches from; default: standard-normal random inputs")
     p.add_argument("--size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="input size (default: the plans' patch size; smaller is faster on CPU)")
+    p.add_argument("--module", default=None, metavar="NAME",
+                   help="also the ERF of this submodule's output (a name from model.named_modules(), e.g. "
+                        "encoder.stages.2); default: the deepest encoder stage (or a MedNeXt bottleneck)")
     p.add_argument("-o", "--output", default="erf.png", help="PNG to write (default erf.png)")
     p.set_defaults(func=run_erf)
     return p
@@ -56,15 +60,22 @@ def run_erf(args: argparse.Namespace) -> int:
     if args.data:
         inputs = preprocessed_patches(args.data, args.num_inputs, size, model.num_input_channels)
         source = f"{len(inputs)} preprocessed patches from {args.data}"
+        short = f"{len(inputs)} preprocessed patches ({os.path.basename(os.path.normpath(args.data))})"
     else:
         inputs = random_inputs(args.num_inputs, model.num_input_channels, size)
-        source = f"{args.num_inputs} random N(0, 1) inputs"
-    results = erf_of_model(model.network, inputs, spacing=model.spacing)
+        source = short = f"{args.num_inputs} random N(0, 1) inputs"
+    net = model.network
+    maps = [("output", network_output(net))]
+    if args.module:
+        maps.insert(0, (args.module, module_output(net, args.module)))
+    else:
+        maps[:0] = [d for d in [deepest_feature(net)] if d is not None]
+    results = erf_of_model(net, inputs, spacing=model.spacing, feature_fns=maps)
     print(f"{model.trainer_name} ({model.configuration}), {model.checkpoint_path}")
     print(f"ERF over {source} of size {'x'.join(map(str, size))}, spacing {model.spacing} mm; "
           "radius = half-width around the ERF centroid holding that share of its mass, per axis")
     print(erf_table(results))
-    title = f"ERF: {model.trainer_name} ({model.configuration}), {source}"
+    title = f"ERF of {os.path.basename(os.path.normpath(args.model_folder))}\n{short}"
     print(f"wrote {plot_erf(results, args.output, title)}")
     return 0
 
@@ -73,6 +84,8 @@ def configure_masks_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("path", help="nnU-Net results folder, or a checkpoint (.pth) file")
     p.add_argument("-f", "--fold", type=_fold, default=None, help="fold, for a model folder (default: first)")
     p.add_argument("-chk", "--checkpoint", default="checkpoint_final.pth", help="checkpoint file name in fold_N")
+    p.add_argument("-b", "--blocks", default=None, metavar="TEXT",
+                   help="only blocks whose name contains TEXT (e.g. stages.3 for the deepest stage)")
     p.add_argument("-o", "--output", default="masks.png", help="PNG to write (default masks.png)")
     p.set_defaults(func=run_masks)
     return p
@@ -85,6 +98,11 @@ def run_masks(args: argparse.Namespace) -> int:
         infos, message = _masks_of_network(model.network)
     else:
         infos, message = masks_of_checkpoint(args.path)
+    if infos and args.blocks:
+        names = [i.name for i in infos]
+        infos = [i for i in infos if args.blocks in i.name]
+        if not infos:
+            raise ValueError(f"no masked block name contains {args.blocks!r}; blocks: {', '.join(names)}")
     if not infos:
         print(message)
         return 0
@@ -92,7 +110,8 @@ def run_masks(args: argparse.Namespace) -> int:
         print(message)
     print(mask_table(infos))
     print("M^2 edge/centre: SGD learning rate of a face-centre edge tap relative to the centre tap")
-    print(f"wrote {plot_masks(infos, args.output, f'masks: {args.path}')}")
+    name = os.path.basename(os.path.normpath(args.path))
+    print(f"wrote {plot_masks(infos, args.output, f'masks of {name}')}")
     return 0
 
 

@@ -52,6 +52,41 @@ def deepest_encoder_feature(model: nn.Module) -> FeatureFn:
     return feature
 
 
+def module_output(model: nn.Module, name: str) -> FeatureFn:
+    """The output of the submodule ``name`` (as in ``model.named_modules()``) while ``model`` runs.
+
+    For networks whose deepest feature is not an encoder's last output, e.g. MONAI's
+    MedNeXt (``bottleneck``). The whole model runs; the gradient flows from that output only.
+    """
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise ValueError(f"{type(model).__name__} has no submodule {name!r}; some of its modules: "
+                         f"{', '.join(n for n in list(modules)[1:12])}, ...")
+    module = modules[name]
+
+    def feature(x: torch.Tensor) -> torch.Tensor:
+        captured: List[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda m, i, out: captured.append(out))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        out = captured[0]
+        return out[-1] if isinstance(out, (list, tuple)) else out
+    return feature
+
+
+def deepest_feature(model: nn.Module) -> Optional[Tuple[str, FeatureFn]]:
+    """(name, feature function) of the deepest encoder feature: ``model.encoder``'s last output, else
+    the first submodule called ``bottleneck`` (MedNeXt); None if neither exists."""
+    if hasattr(model, "encoder"):
+        return "deepest encoder stage", deepest_encoder_feature(model)
+    for name, _ in model.named_modules():
+        if name.split(".")[-1] == "bottleneck":
+            return f"bottleneck ({name})", module_output(model, name)
+    return None
+
+
 def central_slices(shape: Sequence[int]) -> Tuple[slice, ...]:
     """The central index along each axis: one for odd sizes, the two middle ones for even sizes."""
     return tuple(slice(n // 2, n // 2 + 1) if n % 2 else slice(n // 2 - 1, n // 2 + 1) for n in shape)
@@ -144,16 +179,15 @@ def random_inputs(n: int, in_channels: int, size: Sequence[int], seed: int = 0,
 def erf_of_model(model: nn.Module, inputs: Sequence[torch.Tensor], spacing: Optional[Sequence[float]] = None,
                  feature_fns: Optional[Sequence[Tuple[str, FeatureFn]]] = None,
                  fractions: Sequence[float] = FRACTIONS) -> List[ERFResult]:
-    """ERFs at the deepest encoder stage (when the model has ``.encoder``) and at the output.
+    """ERFs at the deepest encoder feature (see ``deepest_feature``) and at the output.
 
-    ``feature_fns`` replaces the default pair with your own ``(name, x -> feature map)``.
-    The model is switched to ``eval()`` and restored afterwards.
+    ``feature_fns`` replaces the default pair with your own ``(name, x -> feature map)``,
+    e.g. ``("stage 2", module_output(model, "encoder.stages.2"))``. The model is
+    switched to ``eval()`` and restored afterwards.
     """
     if feature_fns is None:
-        feature_fns = []
-        if hasattr(model, "encoder"):
-            feature_fns.append(("deepest encoder stage", deepest_encoder_feature(model)))
-        feature_fns.append(("output", network_output(model)))
+        deepest = deepest_feature(model)
+        feature_fns = ([deepest] if deepest else []) + [("output", network_output(model))]
     was_training = model.training
     model.eval()
     try:
@@ -194,7 +228,8 @@ def format_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
-def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = None, floor: float = 1e-4) -> str:
+def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = None, floor: float = 1e-4,
+             dpi: int = 80) -> str:
     """Three orthogonal slices through each ERF's centroid, log10 of ERF / max (floored), one row per map."""
     import matplotlib
     matplotlib.use("Agg")
@@ -220,7 +255,7 @@ def plot_erf(results: Sequence[ERFResult], path: str, title: Optional[str] = Non
             row[0].set_ylabel(f"r90 (vox): {r90}", fontsize=7)
         fig.colorbar(im, ax=list(row), shrink=0.8, label="log10 ERF / max")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=80)
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -151,7 +151,7 @@ def mask_table(infos: Sequence[MaskInfo]) -> str:
     return format_table(head, rows)
 
 
-def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None) -> str:
+def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None, dpi: int = 80) -> str:
     """One row per block: central axial slice of M, of M^2, of M - P, and the radial profile with P overlaid."""
     import matplotlib
     matplotlib.use("Agg")
@@ -186,9 +186,9 @@ def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None
         ax.set_title(f"{info.mode}, kernel {'x'.join(map(str, info.kernel_size))}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
