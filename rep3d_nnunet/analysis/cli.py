@@ -8,15 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from rep3d_nnunet.analysis.erf import (deepest_feature, erf_of_model, erf_table, module_output, network_output,
                                        plot_erf, random_inputs)
-from rep3d_nnunet.analysis.loading import (load_checkpoint, load_trained_model, model_folder_of_checkpoint,
-                                           preprocessed_patches, state_dict_of)
-from rep3d_nnunet.analysis.masks import (DEPLOYED_MESSAGE, NO_MASK_MESSAGE, describe_no_masks, mask_infos,
-                                         mask_infos_from_state_dict, mask_table, plot_masks,
-                                         state_dict_looks_deployed)
+from rep3d_nnunet.analysis.loading import load_trained_model, preprocessed_patches
+from rep3d_nnunet.analysis.masks import mask_table, masks_of_path, plot_masks
 
 
 def _fold(value: str):
@@ -34,8 +31,8 @@ def configure_erf_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="input size (default: the plans' patch size; smaller is faster on CPU)")
     p.add_argument("--module", default=None, metavar="NAME",
-                   help="also the ERF of this submodule's output (a name from model.named_modules(), e.g. "
-                        "encoder.stages.2); default: the deepest encoder stage (or a MedNeXt bottleneck)")
+                   help="the ERF of this submodule's output (a name from model.named_modules(), e.g. "
+                        "encoder.stages.2) instead of the deepest encoder stage (or MedNeXt bottleneck)")
     p.add_argument("-o", "--output", default="erf.png", help="PNG to write (default erf.png)")
     p.set_defaults(func=run_erf)
     return p
@@ -93,11 +90,7 @@ def configure_masks_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 @_one_line_errors
 def run_masks(args: argparse.Namespace) -> int:
-    if os.path.isdir(args.path):
-        model = load_trained_model(args.path, args.fold, args.checkpoint, form="training")
-        infos, message = _masks_of_network(model.network)
-    else:
-        infos, message = masks_of_checkpoint(args.path)
+    infos, message = masks_of_path(args.path, args.fold, args.checkpoint)
     if infos and args.blocks:
         names = [i.name for i in infos]
         infos = [i for i in infos if args.blocks in i.name]
@@ -113,35 +106,6 @@ def run_masks(args: argparse.Namespace) -> int:
     name = os.path.basename(os.path.normpath(args.path))
     print(f"wrote {plot_masks(infos, args.output, f'masks of {name}')}")
     return 0
-
-
-def _masks_of_network(network) -> tuple:
-    infos = mask_infos(network)
-    return infos, ("" if infos else describe_no_masks(network))
-
-
-def masks_of_checkpoint(path: str) -> tuple:
-    """(mask infos, message) for a checkpoint file.
-
-    Inside an nnU-Net model folder the network is rebuilt from its plans (exact beta,
-    'prior' masks too); otherwise, or when the weights do not fit the training-form
-    network (a deployed checkpoint), masks are rebuilt from the weights alone.
-    """
-    folder = model_folder_of_checkpoint(path)
-    fold_dir = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    if folder is not None and fold_dir.startswith("fold_"):
-        fold = fold_dir[len("fold_"):]
-        try:
-            model = load_trained_model(folder, fold if fold == "all" else int(fold), os.path.basename(path),
-                                       form="training")
-            return _masks_of_network(model.network)
-        except (RuntimeError, KeyError):  # weights do not fit the training form the plans describe
-            pass
-    state_dict = state_dict_of(load_checkpoint(path))
-    infos = mask_infos_from_state_dict(state_dict)
-    if infos:
-        return infos, "masks rebuilt from the weights alone (beta assumed 1.0; fixed-prior masks are not listed)"
-    return [], DEPLOYED_MESSAGE if state_dict_looks_deployed(state_dict) else NO_MASK_MESSAGE
 
 
 def add_erf_parser(subparsers) -> argparse.ArgumentParser:

@@ -8,15 +8,18 @@ and ``describe_no_masks`` says so.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from rep3d_nnunet.analysis.erf import format_table
+from rep3d_nnunet.analysis.loading import (CHECKPOINT, load_checkpoint, load_trained_model,
+                                           model_folder_of_checkpoint, state_dict_of)
 from rep3d_nnunet.conv import ReparamDWConv3d
 from rep3d_nnunet.mask import KernelMask
 from rep3d_nnunet.prior import distance_prior
@@ -113,6 +116,39 @@ def state_dict_looks_deployed(state_dict: Dict[str, torch.Tensor], min_kernel: i
     large_dw = any(v.dim() == 5 and v.shape[1] == 1 and max(v.shape[2:]) >= min_kernel
                    for k, v in state_dict.items() if k.endswith("weight"))
     return large_dw and not any(".mask." in k or k.startswith("mask.") for k in state_dict)
+
+
+def masks_of_network(network: nn.Module) -> Tuple[List[MaskInfo], str]:
+    """(mask infos, message): the message says why there is nothing to show when infos is empty."""
+    infos = mask_infos(network)
+    return infos, ("" if infos else describe_no_masks(network))
+
+
+def masks_of_path(path: str, fold: Union[int, str, None] = None,
+                  checkpoint_name: str = CHECKPOINT) -> Tuple[List[MaskInfo], str]:
+    """(mask infos, message) for an nnU-Net model folder or a checkpoint file.
+
+    A folder, or a checkpoint inside one (``<folder>/fold_N/<file>``), is rebuilt from its
+    plans in training form (exact beta, fixed-prior masks too). A bare checkpoint, or
+    one whose weights do not fit that training form (a deployed one), is read from its
+    weights alone.
+    """
+    if os.path.isdir(path):
+        return masks_of_network(load_trained_model(path, fold, checkpoint_name, form="training").network)
+    folder = model_folder_of_checkpoint(path)
+    fold_dir = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if folder is not None and fold_dir.startswith("fold_"):
+        f = fold_dir[len("fold_"):]
+        try:
+            model = load_trained_model(folder, int(f) if f.isdigit() else f, os.path.basename(path), form="training")
+            return masks_of_network(model.network)
+        except (RuntimeError, KeyError):  # the weights do not fit the training form the plans describe
+            pass
+    state_dict = state_dict_of(load_checkpoint(path))
+    infos = mask_infos_from_state_dict(state_dict)
+    if infos:
+        return infos, "masks rebuilt from the weights alone (beta assumed 1.0; fixed-prior masks are not listed)"
+    return [], DEPLOYED_MESSAGE if state_dict_looks_deployed(state_dict) else NO_MASK_MESSAGE
 
 
 def radial_profile(volume: np.ndarray, bin_width: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
