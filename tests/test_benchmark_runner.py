@@ -230,3 +230,17 @@ def test_upkern_method_runs_after_its_source_with_the_checkpoint_in_its_environm
     calls = _calls(tmp_path)
     assert [c["argv"][4] for c in calls] == ["nnUNetTrainerMedNeXtS_k3_tiny", "nnUNetTrainerMedNeXtS_k5_UpKern_tiny"]
     assert calls[0]["upkern"] is None and calls[1]["upkern"] == upkern.init_checkpoint
+
+
+def test_registry_baselines_match_the_committed_baseline_trainers():
+    """Issue 7: swinunetr/unetr/segresnet and MedNeXt names resolve to the baseline trainers, and each
+    method's plans round the patch to a multiple the trainer accepts."""
+    from rep3d_nnunet.nnunet.baselines import BASELINE_TRAINERS
+
+    baselines = [m for m in METHODS.values() if m.source_plans]
+    assert {"swinunetr", "unetr", "segresnet", "mednext_s_k3", "mednext_l_k5_upkern"} <= {m.name for m in baselines}
+    for m in baselines:
+        for schedule in ("full", "tiny"):
+            assert m.trainer_for(schedule) in BASELINE_TRAINERS, m.trainer_for(schedule)
+        assert m.patch_multiple % BASELINE_TRAINERS[m.trainer].patch_multiple == 0, m.name
+        assert m.plans == f"nnUNetPlans_div{m.patch_multiple}"
