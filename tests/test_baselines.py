@@ -7,6 +7,7 @@ Parameter counts are compared with the published numbers at the settings stated 
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import time
@@ -195,53 +196,6 @@ def test_trainers_build_from_real_plans_and_refuse_incompatible_ones(hippocampus
                 assert out.shape == (1, n_out, *cm.patch_size)
 
 
-def _trainer_in_process(cls, env, plans: dict):
-    """An nnU-Net trainer instance on CPU for the shared subset (nnU-Net reads its paths at import)."""
-    import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as stock
-
-    dataset_json = json.loads((Path(env["nnUNet_preprocessed"]) / DATASET / "dataset.json").read_text())
-    mp = pytest.MonkeyPatch()
-    for key in ("nnUNet_preprocessed", "nnUNet_results"):
-        mp.setattr(stock, key, env[key])
-        mp.setenv(key, env[key])
-    try:
-        return cls(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
-    finally:
-        mp.undo()
-
-
-@pytest.mark.slow
-def test_mednext_deep_supervision_matches_nnunet_loss_weights(hippocampus_preprocessed, tmp_path):
-    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-
-    env, _ = hippocampus_preprocessed
-    env = dict(env, nnUNet_results=str(tmp_path))
-    plans = divisible_plans(_plans(env), 16, "nnUNetPlans_div16", rounding="down")["plans"]
-    trainer = _trainer_in_process(BASELINE_TRAINERS["nnUNetTrainerMedNeXtS_k3"], env, plans)
-    trainer.initialize()
-    assert isinstance(trainer.loss, DeepSupervisionWrapper)
-    weights = np.asarray(trainer.loss.weight_factors, dtype=float)
-    expected = np.array([1, 1 / 2, 1 / 4, 1 / 8, 0])
-    np.testing.assert_allclose(weights, expected / expected.sum())  # official MedNeXt v1 weighting
-    scales = trainer._get_deep_supervision_scales()
-    assert scales == DS_SCALES and len(scales) == len(weights)
-    patch = trainer.configuration_manager.patch_size  # [32, 48, 32]
-    x = torch.randn(2, 1, *patch)
-    trainer.network.train()
-    outs = trainer.network(x)
-    assert [list(o.shape[2:]) for o in outs] == [[int(p * s) for p, s in zip(patch, sc)] for sc in scales]
-    targets = [torch.randint(0, 3, (2, 1, *o.shape[2:])).float() for o in outs]
-    assert torch.isfinite(trainer.loss(outs, targets))
-    # validation / prediction: nnU-Net switches deep supervision off through the trainer
-    trainer.set_deep_supervision_enabled(False)
-    trainer.network.eval()
-    with torch.no_grad():
-        assert torch.is_tensor(trainer.network(x))
-    trainer.set_deep_supervision_enabled(True)
-    with torch.no_grad():
-        assert len(trainer.network(x)) == 5
-
-
 # ---------------------------------------------------------------- end to end through nnU-Net's console scripts
 @pytest.fixture(scope="module")
 def baseline_env(hippocampus_preprocessed, tmp_path_factory):
@@ -265,6 +219,66 @@ def baseline_env(hippocampus_preprocessed, tmp_path_factory):
     return env
 
 
+# run in a subprocess: nnU-Net reads its path variables when first imported
+_DS_CHECK = r'''
+import json, sys
+import numpy as np, torch
+from rep3d_nnunet.nnunet.baselines import BASELINE_TRAINERS
+
+def main(plans_file, dataset_json):
+    plans = json.load(open(plans_file))
+    plans["continue_training"] = False  # nnU-Net 2.8.1's run_training adds this key before building a trainer
+    trainer = BASELINE_TRAINERS["nnUNetTrainerMedNeXtS_k3"](plans, "3d_fullres", 0, json.load(open(dataset_json)),
+                                                           torch.device("cpu"))
+    trainer.initialize()
+    patch = list(trainer.configuration_manager.patch_size)
+    x = torch.randn(2, 1, *patch)
+    trainer.network.train()
+    outs = trainer.network(x)
+    targets = [torch.randint(0, 3, (2, 1, *o.shape[2:])).float() for o in outs]
+    report = {"loss_class": type(trainer.loss).__name__, "weights": [float(w) for w in trainer.loss.weight_factors],
+              "scales": trainer._get_deep_supervision_scales(), "patch": patch,
+              "shapes": [list(o.shape[2:]) for o in outs], "loss": float(trainer.loss(outs, targets))}
+    trainer.set_deep_supervision_enabled(False)  # what nnU-Net does before validation
+    trainer.network.eval()
+    with torch.no_grad():
+        report["val_output_is_tensor"] = torch.is_tensor(trainer.network(x))
+        trainer.set_deep_supervision_enabled(True)
+        report["n_outputs_ds_on_eval"] = len(trainer.network(x))
+    print("REPORT" + json.dumps(report))
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
+'''
+
+
+@pytest.mark.slow
+def test_mednext_deep_supervision_matches_nnunet_loss_weights(baseline_env, tmp_path):
+    import sys
+
+    from nnunet_helpers import run_cli
+
+    pre = Path(baseline_env["nnUNet_preprocessed"]) / DATASET
+    script = tmp_path / "ds_check.py"
+    script.write_text(_DS_CHECK)
+    proc = run_cli([sys.executable, str(script), str(pre / "nnUNetPlans_div16.json"), str(pre / "dataset.json")],
+                   dict(baseline_env, nnUNet_results=str(tmp_path / "results")))
+    r = json.loads(proc.stdout.split("REPORT", 1)[1])
+    assert r["loss_class"] == "DeepSupervisionWrapper"
+    expected = np.array([1, 1 / 2, 1 / 4, 1 / 8, 0])
+    np.testing.assert_allclose(r["weights"], expected / expected.sum())  # official MedNeXt v1 weighting
+    assert r["scales"] == DS_SCALES and len(r["scales"]) == len(r["weights"]) == len(r["shapes"])
+    assert r["patch"] == [32, 48, 32]
+    assert r["shapes"] == [[int(p * s) for p, s in zip(r["patch"], sc)] for sc in r["scales"]]
+    assert np.isfinite(r["loss"]) and r["val_output_is_tensor"] and r["n_outputs_ds_on_eval"] == 5
+
+
+def _child_cpu_seconds() -> float:
+    # CPU time of finished subprocesses: on a shared machine a steadier measure of cost than wall time
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _train_and_predict(env, trainer: str, plans: str, extra_env=None) -> Path:
     from nnunet_helpers import TRAIN_ENV, run_cli
 
@@ -283,7 +297,7 @@ def _train_and_predict(env, trainer: str, plans: str, extra_env=None) -> Path:
 
 @pytest.mark.slow
 def test_mednext_k3_then_upkern_k5_train_and_predict(baseline_env):
-    start = time.time()
+    start, cpu = time.time(), _child_cpu_seconds()
     fold = _train_and_predict(baseline_env, "nnUNetTrainerMedNeXtS_k3_tiny", "nnUNetPlans_div16")
     k3 = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     fold5 = _train_and_predict(baseline_env, "nnUNetTrainerMedNeXtS_k5_UpKern_tiny", "nnUNetPlans_div16",
@@ -291,16 +305,18 @@ def test_mednext_k3_then_upkern_k5_train_and_predict(baseline_env):
     assert "UpKern: initialised from" in "".join(p.read_text() for p in fold5.glob("training_log_*.txt"))
     k5 = torch.load(fold5 / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     assert {k for k in k5 if k5[k].shape != k3[k].shape}  # really the k5 network
-    print(f"MedNeXt S k3 + UpKern k5 (tiny): {time.time() - start:.0f} s")
+    print(f"MedNeXt S k3 + UpKern k5 (tiny): {time.time() - start:.0f} s wall, "
+          f"{_child_cpu_seconds() - cpu:.0f} s CPU")
 
 
 @pytest.mark.slow
 def test_monai_baselines_train_and_predict(baseline_env):
-    start = time.time()
+    start, cpu = time.time(), _child_cpu_seconds()
     _train_and_predict(baseline_env, "nnUNetTrainerSegResNet_tiny", "nnUNetPlans")  # stock plans fit SegResNet
     _train_and_predict(baseline_env, "nnUNetTrainerUNETR_tiny", "nnUNetPlans_div16")
     _train_and_predict(baseline_env, "nnUNetTrainerSwinUNETR_tiny", "nnUNetPlans_div32")
-    print(f"SegResNet, UNETR, SwinUNETR (tiny): {time.time() - start:.0f} s")
+    print(f"SegResNet, UNETR, SwinUNETR (tiny): {time.time() - start:.0f} s wall, "
+          f"{_child_cpu_seconds() - cpu:.0f} s CPU")
 
 
 @pytest.mark.slow

@@ -107,11 +107,11 @@ class nnUNetTrainerBaselineNoDS(nnUNetTrainerBaseline):
 
 
 class TinySchedule:
-    """Mixin: the project's smoke-test schedule (``TINY_SCHEDULE``), batch size <= 2, no mirroring.
+    """Mixin: one epoch of the project's smoke-test schedule (``TINY_SCHEDULE``), batch size <= 2, no mirroring.
 
     For tests and CPU smoke runs of the whole pipeline; the numbers it produces mean nothing.
     """
-    schedule = dict(TINY_SCHEDULE)
+    schedule = dict(TINY_SCHEDULE, num_epochs=1)
 
     def _set_batch_size_and_oversample(self):
         super()._set_batch_size_and_oversample()
