@@ -34,9 +34,14 @@ def find_trainer_class(name: str) -> type:
     except ImportError:
         ours = None
     if ours is not None:
-        modules = [ours] + [importlib.import_module(m.name) for m in
-                            pkgutil.walk_packages(ours.__path__, ours.__name__ + ".")]
-        for mod in modules:
+        cls = getattr(ours, name, None)
+        if inspect.isclass(cls) and issubclass(cls, nnUNetTrainer):
+            return cls
+        for info in pkgutil.walk_packages(ours.__path__, ours.__name__ + "."):
+            try:
+                mod = importlib.import_module(info.name)
+            except ImportError:  # an optional dependency of one module must not hide the others' trainers
+                continue
             cls = getattr(mod, name, None)
             if inspect.isclass(cls) and issubclass(cls, nnUNetTrainer):
                 return cls
