@@ -46,11 +46,14 @@ def test_user_folders_accumulate_and_are_loaded(fake_tree, tmp_path):
             "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
             f"class {name}(nnUNetTrainer):\n    pass\n")
     (a / "broken.py").write_text("raise ImportError('user bug')\n")
+    (b / "json.py").write_text("class Shadowed:\n    pass\n")  # name taken by the standard library
     R.register([str(a)])
     R.register([str(b), str(a)])
     assert R.registered_user_dirs() == [str(a), str(b)]
-    with pytest.warns(UserWarning, match="skipped user trainer module .*broken.py"):
+    with pytest.warns(UserWarning) as caught:
         found = R.load_user_trainers(R.registered_user_dirs())
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.py: ImportError: user bug" in messages and "'json' is already taken" in messages
     assert set(found) == {"TrainerA", "TrainerB"}
 
 

@@ -166,6 +166,10 @@ def load_user_trainers(folders: Sequence[str]) -> Dict[str, type]:
             except Exception as e:  # any error in user code: report, keep going
                 warnings.warn(f"rep3d-nnunet: skipped user trainer module {file}: {type(e).__name__}: {e}")
                 continue
+            if Path(getattr(module, "__file__", "") or "").resolve() != file.resolve():
+                warnings.warn(f"rep3d-nnunet: skipped user trainer module {file}: the name {file.stem!r} is "
+                              f"already taken by {getattr(module, '__file__', module)}; rename the file")
+                continue
             for name, obj in inspect.getmembers(module, inspect.isclass):
                 if issubclass(obj, nnUNetTrainer) and obj.__module__ == module.__name__:
                     found[name] = obj

@@ -42,6 +42,7 @@ def training_form() -> Iterator[None]:
     finally:
         _BUILDING_FOR_TRAINING.reset(token)
 
+
 # the schedule of the *_tiny trainers: seconds on a CPU, for tests and smoke runs only
 TINY_SCHEDULE = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
 TINY_MAX_BATCH_SIZE = 2
