@@ -30,13 +30,6 @@ from rep3d_nnunet.prior import kernel_size_3d
 IntOrTriple = Union[int, Sequence[int]]
 
 
-def _triple(v: IntOrTriple) -> Tuple[int, int, int]:
-    t = (int(v),) * 3 if isinstance(v, (int, np.integer)) else tuple(int(i) for i in v)
-    if len(t) != 3:
-        raise ValueError(f"expected an int or 3 ints, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
 class Rep3DUNet(nn.Module):
     """Rep3D (or 3D UX-Net) encoder with dynamic-network-architectures' ``UNetDecoder``.
 
@@ -73,10 +66,9 @@ class Rep3DUNet(nn.Module):
         self._init_kwargs = init_kwargs
         self.deploy = deploy
 
-        strides3 = [_triple(s) for s in strides]
         self.encoder = Rep3DEncoder(
             input_channels, features_per_stage, n_blocks_per_stage,
-            [kernel_size_3d(_triple(k)) for k in dw_kernel_sizes], strides3, stem_kernel_size=stem_kernel_size,
+            [kernel_size_3d(k) for k in dw_kernel_sizes], strides, stem_kernel_size=stem_kernel_size,
             block=block, mask=mask, csla_small_kernel=csla_small_kernel, beta=beta,
             per_channel_mask=per_channel_mask, deploy=deploy)
         # UNetDecoder reads its conv settings from the encoder object it is given. Hand it a
@@ -84,8 +76,9 @@ class Rep3DUNet(nn.Module):
         # kernel sizes, InstanceNorm, LeakyReLU), and so the state dict has no aliased
         # decoder.encoder.* copy of the encoder.
         decoder_spec = SimpleNamespace(
-            output_channels=[int(f) for f in features_per_stage], strides=strides3,
-            kernel_sizes=[list(_triple(k)) for k in kernel_sizes], conv_op=nn.Conv3d, conv_bias=conv_bias,
+            output_channels=[int(f) for f in features_per_stage], strides=self.encoder.strides,
+            kernel_sizes=[list(kernel_size_3d(k, min_size=1)) for k in kernel_sizes], conv_op=nn.Conv3d,
+            conv_bias=conv_bias,
             norm_op=norm_op, norm_op_kwargs=norm_op_kwargs, dropout_op=dropout_op,
             dropout_op_kwargs=dropout_op_kwargs, nonlin=nonlin, nonlin_kwargs=nonlin_kwargs)
         self.decoder = UNetDecoder(decoder_spec, num_classes, n_conv_per_stage_decoder, deep_supervision)
@@ -153,7 +146,7 @@ def encoder_feature_map_size(encoder: Rep3DEncoder, input_size: Sequence[int]) -
     for c, depth, k, s in zip(encoder.features, encoder.depths, encoder.kernel_sizes, encoder.strides):
         size = size // np.array(s)
         vox = int(np.prod(size))
-        k3 = np.array(_triple(k))
+        k3 = np.array(kernel_size_3d(k))
         padded = int(np.prod(size + k3 - 1))
         total += 2 * c * vox  # downsampling conv + its LayerNorm
         per_block = c * (vox + padded)  # DW conv output (BN, GELU ride along) + padded input
