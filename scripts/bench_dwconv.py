@@ -107,8 +107,10 @@ def bench_op(c: int, s: int, k: int, args, device: torch.device) -> Dict:
     for ph, mult in (("fwd", 1), ("fwdbwd", 3)):
         row[f"ratio_{ph}"] = row[f"torch_{ph}"]["wall_ms"] / row[f"ours_{ph}"]["wall_ms"]
         row[f"ratio_{ph}_cpu"] = row[f"torch_{ph}"]["cpu_ms"] / row[f"ours_{ph}"]["cpu_ms"]
-        row[f"ours_{ph}_gflops"] = mult * flops / row[f"ours_{ph}"]["wall_ms"] / 1e6
-        row[f"torch_{ph}_gflops"] = mult * flops / row[f"torch_{ph}"]["wall_ms"] / 1e6
+        # thread CPU time: the wall time of an unpreempted run, robust on a shared machine
+        t = "wall_ms" if device.type == "cuda" else "cpu_ms"
+        row[f"ours_{ph}_gflops"] = mult * flops / row[f"ours_{ph}"][t] / 1e6
+        row[f"torch_{ph}_gflops"] = mult * flops / row[f"torch_{ph}"][t] / 1e6
     return row
 
 
