@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from rep3d_nnunet.nnunet.baselines.constraints import PatchSizeError
+from rep3d_nnunet.nnunet.baselines.constraints import PatchSizeError  # noqa: F401  (re-exported)
 from rep3d_nnunet.nnunet.baselines.mednext import MEDNEXT_TINY_TRAINERS, MEDNEXT_TRAINERS
 from rep3d_nnunet.nnunet.baselines.monai_nets import MONAI_TINY_TRAINERS, MONAI_TRAINERS
 
