@@ -286,7 +286,7 @@ def _child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _train_and_predict(env, trainer: str, plans: str, extra_env=None) -> Path:
+def _train_and_predict(env, trainer: str, plans: str, extra_env=None, predict: bool = True) -> Path:
     from nnunet_helpers import TRAIN_ENV, run_cli
 
     run_cli(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-p", plans, "-device", "cpu"],
@@ -294,6 +294,8 @@ def _train_and_predict(env, trainer: str, plans: str, extra_env=None) -> Path:
     model = Path(env["nnUNet_results"]) / DATASET / f"{trainer}__{plans}__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     assert "Dice" in json.loads((model / "fold_0" / "validation" / "summary.json").read_text())["foreground_mean"]
+    if not predict:
+        return model / "fold_0"
     raw = Path(env["nnUNet_raw"]) / DATASET
     pred = Path(env["nnUNet_results"]).parent / f"pred_{trainer}"
     run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(pred), "-d", "4", "-c", "3d_fullres",
@@ -308,7 +310,8 @@ def test_mednext_k3_then_upkern_k5_train_and_predict(baseline_env):
     fold = _train_and_predict(baseline_env, "nnUNetTrainerMedNeXtS_k3_tiny", "nnUNetPlans_div16")
     k3 = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     fold5 = _train_and_predict(baseline_env, "nnUNetTrainerMedNeXtS_k5_UpKern_tiny", "nnUNetPlans_div16",
-                               {"MEDNEXT_UPKERN_CHECKPOINT": str(fold / "checkpoint_final.pth")})
+                               {"MEDNEXT_UPKERN_CHECKPOINT": str(fold / "checkpoint_final.pth")},
+                               predict=False)  # prediction: the same code path as k3 (CI minutes)
     assert "UpKern: initialised from" in "".join(p.read_text() for p in fold5.glob("training_log_*.txt"))
     k5 = torch.load(fold5 / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     assert {k for k in k5 if k5[k].shape != k3[k].shape}  # really the k5 network
