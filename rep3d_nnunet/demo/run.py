@@ -153,11 +153,11 @@ def run_demo(work: Path, raw: Optional[Path] = None, n_test: int = 4, max_train:
         _run(["nnUNetv2_train", did, CONFIG, "0", "-tr", trainer, "-p", PLANS, "-device", device, *resume],
              train_env, stream=True)
 
-    pred = work / "predictions"
+    pred = work / "predictions" / trainer
     if not pred.is_dir() or len(list(pred.glob("*.nii.gz"))) < len(list((dataset / "labelsTs").iterdir())):
         _run(["nnUNetv2_predict", "-i", str(dataset / "imagesTs"), "-o", str(pred), "-d", did, "-c", CONFIG,
               "-tr", trainer, "-p", PLANS, "-f", "0", "-device", device, "-npp", "1", "-nps", "1"], env)
-    summary = work / "evaluation.json"
+    summary = pred / "evaluation.json"
     _run(["nnUNetv2_evaluate_folder", str(dataset / "labelsTs"), str(pred), "-djfile",
           str(results / "dataset.json"), "-pfile", str(results / "plans.json"), "-o", str(summary), "-np", "1"],
          env)
@@ -171,7 +171,7 @@ def run_demo(work: Path, raw: Optional[Path] = None, n_test: int = 4, max_train:
 
     from rep3d_nnunet.demo.figure import demo_figure
 
-    png = demo_figure(dataset, pred, fold / "checkpoint_final.pth", work / "demo.png")
+    png = demo_figure(dataset, pred, fold / "checkpoint_final.pth", work / f"demo_{trainer}.png")
     _say(f"picture: {png}")
     _say(f"done in {time.time() - t0:.0f} s; everything is under {work}")
     return per_class

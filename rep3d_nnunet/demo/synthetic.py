@@ -19,7 +19,7 @@ import SimpleITK as sitk
 LABELS = {"background": 0, "blob": 1, "tube": 2}
 
 
-def synthetic_case(rng: np.random.Generator, shape: Sequence[int] = (40, 48, 40)
+def synthetic_case(rng: np.random.Generator, shape: Sequence[int] = (32, 40, 32)
                    ) -> Tuple[np.ndarray, np.ndarray]:
     """One (image float32, label uint8) pair of the given (z, y, x) shape."""
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"), -1)
@@ -58,7 +58,7 @@ def _write(array: np.ndarray, path: Path, spacing: Sequence[float]) -> None:
 
 
 def write_synthetic_dataset(raw_root: Path, dataset_id: int = 990, name: str = "Rep3DDemo", n_train: int = 24,
-                            n_test: int = 4, shape: Sequence[int] = (40, 48, 40), seed: int = 0) -> Path:
+                            n_test: int = 4, shape: Sequence[int] = (32, 40, 32), seed: int = 0) -> Path:
     """Write ``Dataset{id:03d}_{name}`` under ``raw_root`` (imagesTr/labelsTr/imagesTs/labelsTs, dataset.json).
 
     Refuses to touch an existing folder, so a user's data is never overwritten.

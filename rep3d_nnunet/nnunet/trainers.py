@@ -45,6 +45,8 @@ def training_form() -> Iterator[None]:
 
 # the schedule of the *_tiny trainers: seconds on a CPU, for tests and smoke runs only
 TINY_SCHEDULE = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
+# the demo's schedule (nnUNetTrainerRep3D_demo): minutes on 2 CPU cores
+DEMO_SCHEDULE = dict(num_epochs=15, num_iterations_per_epoch=20, num_val_iterations_per_epoch=3, save_every=5)
 TINY_MAX_BATCH_SIZE = 2
 
 
@@ -149,10 +151,11 @@ class TinyScheduleMixin:
     For tests and CPU smoke runs of the whole pipeline; the numbers it produces mean nothing.
     """
     schedule = TINY_SCHEDULE
+    max_batch_size = TINY_MAX_BATCH_SIZE
 
     def _set_batch_size_and_oversample(self):
         super()._set_batch_size_and_oversample()
-        self.batch_size = min(self.batch_size, TINY_MAX_BATCH_SIZE)
+        self.batch_size = min(self.batch_size, self.max_batch_size)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -168,6 +171,21 @@ class nnUNetTrainer_tiny(TinyScheduleMixin, nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         for name, value in self.schedule.items():
             setattr(self, name, value)
+
+
+class nnUNetTrainerRep3D_demo(TinyScheduleMixin, nnUNetTrainerRep3D):
+    """The demo's CPU schedule (``scripts/demo.sh``): a few minutes on 2 cores, batch at most 2.
+
+    AdamW at lr 1e-3 instead of the paper's 1e-4: 1e-4 is tuned for 60k iterations, the
+    demo has a few hundred. Enough to see the pipeline learn; not a benchmark.
+    """
+    schedule = DEMO_SCHEDULE
+    max_batch_size = 2
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
 
 
 ARCHITECTURE_TRAINERS = (nnUNetTrainerRep3D, nnUNetTrainerRep3DFixedPrior, nnUNetTrainerRep3DPlainLK,
@@ -199,4 +217,5 @@ def _generate_variants() -> list:
 
 GENERATED_TRAINERS = _generate_variants()
 # what `from rep3d_nnunet.nnunet.trainers import *` (the registration shim) exposes to nnU-Net
-__all__ = [c.__name__ for c in (*ARCHITECTURE_TRAINERS, nnUNetTrainer_tiny, *GENERATED_TRAINERS)]
+__all__ = [c.__name__ for c in (*ARCHITECTURE_TRAINERS, nnUNetTrainer_tiny, nnUNetTrainerRep3D_demo,
+                                *GENERATED_TRAINERS)]
