@@ -9,8 +9,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["rep3d_nnunet", "rep3d_nnunet.*"]),
-    include_package_data=True,
+    # plans_templates/ sits at the top level (users browse it) and ships inside the
+    # package as rep3d_nnunet.plans_templates, so wheel installs carry it too
+    packages=find_packages(include=["rep3d_nnunet", "rep3d_nnunet.*"]) + ["rep3d_nnunet.plans_templates"],
+    package_dir={"rep3d_nnunet.plans_templates": "plans_templates"},
+    package_data={"rep3d_nnunet.plans_templates": ["*.json"]},
     install_requires=[
         "nnunetv2>=2.8.1,<2.9",
         "torch>=2.1.2",

@@ -17,7 +17,13 @@ import numpy as np
 
 NETWORK_CLASS_NAME = "rep3d_nnunet.networks.unet.Rep3DUNet"
 REQUIRES_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "plans_templates"
+def _templates_dir() -> Path:
+    """``plans_templates/`` of a source checkout, else the copy a wheel installs as package data."""
+    checkout = Path(__file__).resolve().parents[2] / "plans_templates"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "plans_templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 # keys of an nnU-Net U-Net architecture block that carry over unchanged (decoder and geometry)
 _SHARED_KEYS = ("n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder",
                 "conv_bias", "norm_op", "norm_op_kwargs", "dropout_op", "dropout_op_kwargs", "nonlin",
