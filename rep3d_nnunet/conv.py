@@ -106,10 +106,10 @@ class CSLADWConv3d(Reparameterizable, nn.Module):
         super().__init__()
         self.channels = channels
         self.kernel_size = kernel_size_3d(kernel_size)
-        small = kernel_size_3d(small_kernel_size)
-        if any(s > k for s, k in zip(small, self.kernel_size)) or small == self.kernel_size:
-            raise ValueError(f"CSLA small kernel {small} must be smaller than the large kernel {self.kernel_size} "
-                             "(at most as large along every axis)")
+        # where a stage's large kernel is itself small (full-resolution stages, or kernels
+        # clipped to tiny feature maps) the small branch is clipped to it per axis, so the
+        # same CSLA setting works at every stage
+        small = tuple(min(s, k) for s, k in zip(kernel_size_3d(small_kernel_size), self.kernel_size))
         self.large = DepthwiseConv3d(channels, self.kernel_size)
         self.large_bn = nn.BatchNorm3d(channels)
         self.small = DepthwiseConv3d(channels, small)

@@ -134,6 +134,7 @@ def test_bad_inputs_are_named():
         CSLADWConv3d(4, 7, 3)(torch.randn(1, 4, 8, 8))
 
 
-def test_csla_small_kernel_must_be_smaller():
-    with pytest.raises(ValueError, match="smaller than the large kernel"):
-        CSLADWConv3d(2, 5, 5)
+def test_csla_small_branch_is_clipped_to_a_smaller_large_kernel():
+    conv = CSLADWConv3d(2, (3, 7, 7), 5)
+    assert conv.small.kernel_size == (3, 5, 5)
+    assert CSLADWConv3d(2, 3, 3).small.kernel_size == (3, 3, 3)

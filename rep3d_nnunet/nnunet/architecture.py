@@ -115,13 +115,12 @@ def apply_variant(arch_kwargs: dict, variant: Rep3DVariant) -> dict:
     """A copy of Rep3D ``arch_kwargs`` built as ``variant`` (what a trainer does to its plans).
 
     Block, mask and CSLA come from the variant; the plans' depthwise kernels are kept
-    but capped at the variant's ``large_kernel_size`` (3D UX-Net: 7) and, for CSLA,
-    raised to at least ``csla_small_kernel + 2`` (the large branch must be the larger).
+    but capped at the variant's ``large_kernel_size`` (3D UX-Net: 7). CSLA's small
+    branch is clipped to a stage's kernel where that kernel is smaller (``CSLADWConv3d``).
     """
     out = deepcopy(arch_kwargs)
     out.update(block=variant.block, mask=variant.mask, csla_small_kernel=variant.csla_small_kernel)
-    lo = variant.csla_small_kernel + 2 if variant.csla_small_kernel is not None else 0
-    out["dw_kernel_sizes"] = [[max(min(int(k), variant.large_kernel_size), lo)
+    out["dw_kernel_sizes"] = [[min(int(k), variant.large_kernel_size)
                                for k in (ks if isinstance(ks, (list, tuple)) else [ks] * 3)]
                               for ks in out["dw_kernel_sizes"]]
     return out
