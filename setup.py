@@ -21,9 +21,16 @@ setup(
         "batchgenerators>=0.25",
         "SimpleITK",
         "numpy",
+        # statistics, tables and plots of `rep3d-nnunet benchmark report` and the analysis pictures
+        "scipy",
+        "matplotlib",
         # maintained UNETR blocks for the paper-faithful decoder
         "monai>=1.4",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout", "submitit>=1.5"],
+        # `rep3d-nnunet benchmark run --slurm...` submits through submitit
+        "benchmark": ["submitit>=1.5"],
+    },
     entry_points={"console_scripts": ["rep3d-nnunet=rep3d_nnunet.cli:main"]},
 )
