@@ -65,7 +65,7 @@ def test_optimisers_and_schedules(nnunet_dirs):
     sgd.network = torch.nn.Conv3d(1, 1, 1)
     assert isinstance(sgd.configure_optimizers()[0], torch.optim.SGD)
     tiny = _trainer(T.nnUNetTrainerUXNet_tiny, plans)
-    assert tiny.num_epochs == 2 and tiny.num_iterations_per_epoch == 2 and tiny.save_every == 1
+    assert tiny.num_epochs == 1 and tiny.num_iterations_per_epoch == 2 and tiny.save_every == 1
 
 
 @pytest.mark.parametrize("cls, conv", [(T.nnUNetTrainerRep3D, ReparamDWConv3d),

@@ -44,7 +44,8 @@ def training_form() -> Iterator[None]:
 
 
 # the schedule of the *_tiny trainers: seconds on a CPU, for tests and smoke runs only
-TINY_SCHEDULE = dict(num_epochs=2, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
+# one schedule for every trainer family's _tiny variant, so tiny benchmark runs compare like with like
+TINY_SCHEDULE = dict(num_epochs=1, num_iterations_per_epoch=2, num_val_iterations_per_epoch=1, save_every=1)
 # the demo's schedule (nnUNetTrainerRep3D_demo): minutes on 2 CPU cores
 DEMO_SCHEDULE = dict(num_epochs=15, num_iterations_per_epoch=20, num_val_iterations_per_epoch=3, save_every=5)
 TINY_MAX_BATCH_SIZE = 2

@@ -21,7 +21,7 @@ from torch import nn
 from rep3d_nnunet.nnunet.architecture import PlansError
 from rep3d_nnunet.nnunet.baselines.constraints import check_patch_size
 from rep3d_nnunet.nnunet.environment import check_nnunet_environment
-from rep3d_nnunet.nnunet.trainers import TINY_SCHEDULE
+from rep3d_nnunet.nnunet.trainers import TinyScheduleMixin
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,8 @@ class nnUNetTrainerBaselineNoDS(nnUNetTrainerBaseline):
         pass
 
 
-class TinySchedule:
-    """Mixin: one epoch of the project's smoke-test schedule (``TINY_SCHEDULE``), batch size <= 2, no mirroring.
-
-    For tests and CPU smoke runs of the whole pipeline; the numbers it produces mean nothing.
-    """
-    schedule = dict(TINY_SCHEDULE, num_epochs=1)
-
-    def _set_batch_size_and_oversample(self):
-        super()._set_batch_size_and_oversample()
-        self.batch_size = min(self.batch_size, 2)
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, patch_size, _ = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None  # as nnU-Net's nnUNetTrainerNoMirroring: 8x cheaper validation
-        return rotation, dummy_2d, patch_size, None
+# the project's one smoke-test mixin (TINY_SCHEDULE, batch <= 2, no mirroring), shared with the Rep3D trainers
+TinySchedule = TinyScheduleMixin
 
 
 def make_trainer(name: str, bases: tuple, doc: str, module: str, **attrs) -> type:
