@@ -28,3 +28,20 @@ def hippocampus_preprocessed(tmp_path_factory):
     run_cli(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2", "--verify_dataset_integrity"],
             env)
     return env, raw
+
+
+@pytest.fixture(scope="session")
+def rep3d_env(hippocampus_preprocessed, tmp_path_factory):
+    """The shared preprocessed subset + a registered private nnunetv2 + Rep3D, smoke and ResEnc M plans."""
+    from nnunet_helpers import SMOKE_PLANS, SMOKE_TEMPLATE, private_nnunetv2, run_cli
+
+    env0, _ = hippocampus_preprocessed
+    # one export/validation worker: every spawned worker re-imports torch and nnunetv2 (seconds each)
+    env = dict(env0, PYTHONPATH=str(private_nnunetv2(tmp_path_factory.mktemp("nnunetv2_copy"))),
+               nnUNet_def_n_proc="1")
+    run_cli(["rep3d-nnunet", "register"], env)
+    run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerRep3D"], env)
+    run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerResEncM"], env)
+    run_cli(["rep3d-nnunet", "plans", "merge-template", "-d", "4", "-t", str(SMOKE_TEMPLATE),
+             "--plans-name", SMOKE_PLANS], env)
+    return env

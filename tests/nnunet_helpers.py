@@ -63,4 +63,18 @@ def run_cli(args: Sequence[str], env: Dict[str, str], timeout: float = 900,
     return proc
 
 
-TRAIN_ENV = {"nnUNet_n_proc_DA": "0"}   # single-threaded augmenter: 2 CI cores, no worker processes
+TRAIN_ENV = {"nnUNet_n_proc_DA": "0"}
+DATASET = "Dataset004_Hippocampus"
+SMOKE_TEMPLATE = Path(__file__).resolve().parent / "data" / "nnunet_smoke_template.json"
+SMOKE_PLANS = "nnUNetRep3DSmokePlans"
+
+
+def private_nnunetv2(root: Path) -> Path:
+    """Copy the installed nnunetv2 package under ``root`` (sources only) and return the folder to put on
+    PYTHONPATH, so `rep3d-nnunet register` writes its shims there and the shared venv is never modified."""
+    import nnunetv2
+
+    site = root / "site"
+    shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return site   # single-threaded augmenter: 2 CI cores, no worker processes

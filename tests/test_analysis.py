@@ -261,21 +261,15 @@ def test_erf_and_masks_of_a_rep3d_model_folder(tmp_path, capsys):
 # ---- end to end: a model trained by nnU-Net's own console scripts ----------------------------------
 
 @pytest.mark.slow
-def test_erf_and_masks_commands_on_a_model_trained_end_to_end(hippocampus_preprocessed, tmp_path_factory, tmp_path):
+def test_erf_and_masks_commands_on_a_model_trained_end_to_end(rep3d_env, tmp_path):
     """`rep3d-nnunet erf` / `masks` on the tiny Rep3D model of the end-to-end tests (test_nnunet_e2e.py),
     reused from the shared results folder when that test ran first, else trained here the same way."""
-    from nnunet_helpers import TRAIN_ENV, run_cli
-    from test_nnunet_e2e import DATASET, SMOKE_PLANS, SMOKE_TEMPLATE, _private_nnunetv2
+    from nnunet_helpers import DATASET, SMOKE_PLANS, TRAIN_ENV, run_cli
 
-    env0, _ = hippocampus_preprocessed
-    env = dict(env0, PYTHONPATH=str(_private_nnunetv2(tmp_path_factory.mktemp("nnunetv2_copy"))))
+    env = rep3d_env
     trainer = "nnUNetTrainerRep3D_tiny"
     folder = os.path.join(env["nnUNet_results"], DATASET, f"{trainer}__{SMOKE_PLANS}__3d_fullres")
     if not os.path.isfile(os.path.join(folder, "fold_0", "checkpoint_final.pth")):
-        run_cli(["rep3d-nnunet", "register"], env)
-        if not os.path.isfile(os.path.join(env["nnUNet_preprocessed"], DATASET, f"{SMOKE_PLANS}.json")):
-            run_cli(["rep3d-nnunet", "plans", "merge-template", "-d", "4", "-t", str(SMOKE_TEMPLATE),
-                     "--plans-name", SMOKE_PLANS], env)
         run_cli(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-p", SMOKE_PLANS, "-device", "cpu"],
                 dict(env, **TRAIN_ENV))
     preprocessed = os.path.join(env["nnUNet_preprocessed"], DATASET, "nnUNetPlans_3d_fullres")

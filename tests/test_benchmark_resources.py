@@ -1,5 +1,4 @@
 """FLOP and parameter counting of the report's resource columns, checked by hand (fast)."""
-import pytest
 import torch
 from torch import nn
 

@@ -15,29 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import pytest
 
-from nnunet_helpers import BIN, TRAIN_ENV, run_cli
+from nnunet_helpers import BIN, DATASET, SMOKE_PLANS, TRAIN_ENV, private_nnunetv2, run_cli
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).resolve().parent
-SMOKE_TEMPLATE = HERE / "data" / "nnunet_smoke_template.json"
-SMOKE_PLANS = "nnUNetRep3DSmokePlans"
-DATASET = "Dataset004_Hippocampus"
-
-
-def _private_nnunetv2(root: Path) -> Path:
-    """Copy the installed nnunetv2 package under ``root`` (sources only) and return the folder to put on PYTHONPATH."""
-    import nnunetv2
-
-    site = root / "site"
-    shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return site
 
 
 def _run(args, env, expect_ok: bool = True) -> subprocess.CompletedProcess:
@@ -49,21 +34,6 @@ def _run(args, env, expect_ok: bool = True) -> subprocess.CompletedProcess:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="session")
-def rep3d_env(hippocampus_preprocessed, tmp_path_factory) -> Dict[str, str]:
-    """The shared preprocessed subset + a registered private nnunetv2 + Rep3D, smoke and ResEnc M plans."""
-    env0, _ = hippocampus_preprocessed
-    # one export/validation worker: every spawned worker re-imports torch and nnunetv2 (seconds each)
-    env = dict(env0, PYTHONPATH=str(_private_nnunetv2(tmp_path_factory.mktemp("nnunetv2_copy"))),
-               nnUNet_def_n_proc="1")
-    run_cli(["rep3d-nnunet", "register"], env)
-    run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerRep3D"], env)
-    run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerResEncM"], env)
-    run_cli(["rep3d-nnunet", "plans", "merge-template", "-d", "4", "-t", str(SMOKE_TEMPLATE),
-             "--plans-name", SMOKE_PLANS], env)
-    return env
 
 
 def _pre(env) -> Path:
@@ -242,7 +212,7 @@ def test_plans_of_another_architecture_are_refused(rep3d_env):
 
 def test_user_trainer_visible_after_register_and_gone_after_unregister(hippocampus_preprocessed, tmp_path):
     env0, _ = hippocampus_preprocessed
-    env = dict(env0, PYTHONPATH=str(_private_nnunetv2(tmp_path)), **TRAIN_ENV)
+    env = dict(env0, PYTHONPATH=str(private_nnunetv2(tmp_path)), **TRAIN_ENV)
     user = tmp_path / "my_trainers"
     user.mkdir()
     # the user's trainer announces itself and stops: discovery is what is under test, not training

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from copy import deepcopy
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
