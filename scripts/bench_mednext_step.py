@@ -11,12 +11,11 @@ Multiply seconds/iteration by 250 x 1000 for nnU-Net's full schedule (one fold).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from monai.networks.nets.mednext import create_mednext
-from torch import nn
+
+from bench_train_step import make_train_step, timed  # scripts/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -44,26 +43,9 @@ def main() -> None:
                              deep_supervision=True).to(dev).train()
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, eps=1e-4)
 
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, enabled=cuda):
-                outs = net(x)
-                out = outs[0] if isinstance(outs, (list, tuple)) else outs
-                loss = nn.functional.cross_entropy(out.float(), target)
-            loss.backward()
-            opt.step()
-
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        step()
-        sync()
-        times = []
-        for _ in range(args.runs):
-            t = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - t)
-        s = statistics.median(times)
+        s = timed(make_train_step(net, opt, x, target, amp=cuda), args.runs, sync)
         peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
         params = sum(q.numel() for q in net.parameters()) / 1e6
         print(f"{'MedNeXt ' + size + ' k' + k:<16}{params:>9.1f}{s:>12.3f}{s * 250 * 1000 / 3600:>11.1f}{peak:>10.2f}",

@@ -50,6 +50,21 @@ def build(arch: dict, in_ch: int, n_cls: int, deep_supervision: bool = True) -> 
     return net
 
 
+def make_train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+                    amp: bool) -> Callable[[], None]:
+    """One training iteration: forward (deep-supervision heads ride along), cross entropy on the
+    full-resolution output, backward, optimiser step; autocast when ``amp``."""
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, enabled=amp):
+            outs = net(x)
+            out = outs[0] if isinstance(outs, (list, tuple)) else outs
+            loss = nn.functional.cross_entropy(out.float(), target)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def timed(fn: Callable[[], None], runs: int, sync: Callable[[], None]) -> float:
     fn()
     sync()
@@ -91,16 +106,7 @@ def main() -> None:
         net = build(arch, 1, args.classes).to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
         target = torch.randint(0, args.classes, (args.batch, *args.patch), device=dev)
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, enabled=cuda):
-                outs = net(x)
-                out = outs[0] if isinstance(outs, (list, tuple)) else outs
-                loss = nn.functional.cross_entropy(out.float(), target)
-            loss.backward()
-            opt.step()
-
+        step = make_train_step(net, opt, x, target, amp=cuda)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t_train = timed(step, args.runs, sync)
@@ -115,7 +121,7 @@ def main() -> None:
         rows.append({"network": name, "params_M": sum(q.numel() for q in net.parameters()) / 1e6,
                      "train_s_per_iter": t_train, "peak_GiB": peak, "infer_s": t_inf, "deployed_infer_s": t_dep,
                      "dw_kernels": arch["arch_kwargs"].get("dw_kernel_sizes")})
-        del net, opt, infer, deployed
+        del net, opt
         if cuda:
             torch.cuda.empty_cache()
     if args.json:
