@@ -47,11 +47,12 @@ def demo_figure(dataset: Path, predictions: Path, checkpoint: Path, out: Path) -
         info = max(masks, key=lambda i: int(np.prod(i.kernel_size)))
         m = info.mean_mask
         c = m.shape[0] // 2
-        vmax = float(max(m.max(), info.prior.max()))
-        axes[3].imshow(info.prior[c], cmap="magma", vmin=0, vmax=vmax)
+        axes[3].imshow(info.prior[c], cmap="magma", vmin=0, vmax=1)
         axes[3].set_title(f"fixed prior P ({'x'.join(map(str, info.kernel_size))})")
-        im = axes[4].imshow(m[c], cmap="magma", vmin=0, vmax=vmax)
-        axes[4].set_title("learned mask M = P + f(P)")
+        # M is not bounded to [0, 1] (f(P) is additive and learned): a diverging scale shows sign and size
+        lim = float(np.abs(m).max())
+        im = axes[4].imshow(m[c], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[4].set_title(f"learned M = P + f(P), range [{m.min():.2g}, {m.max():.2g}]", fontsize=9)
         fig.colorbar(im, ax=axes[4], fraction=0.046)
         fig.text(0.99, 0.01, f"mask of {info.name}", ha="right", fontsize=7)
     for ax in axes:
