@@ -14,7 +14,6 @@ import importlib
 import inspect
 import os
 import pkgutil
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -52,26 +51,14 @@ def find_trainer_class(name: str) -> type:
 def training_form(trainer_class: type) -> contextlib.AbstractContextManager:
     """A context in which ``trainer_class.build_network_architecture`` builds the training form.
 
-    Our trainers build the deploy form (masks folded) whenever they are called outside
-    their own ``initialize`` -- as nnU-Net's predictor does; they mark their own builds
-    with a context variable in their module. Stock trainers always build one form.
+    Our trainers (and users' subclasses of them, wherever they live) build the deploy
+    form (masks folded) whenever they are called outside their own ``initialize`` -- as
+    nnU-Net's predictor does. The switch is one context variable in
+    ``rep3d_nnunet.nnunet.trainers``; other trainers ignore it and build their one form.
     """
-    module = sys.modules.get(trainer_class.__module__)
-    public = getattr(module, "training_form", None)
-    if callable(public):
-        return public()
-    flag = getattr(module, "_BUILDING_FOR_TRAINING", None)
-    if flag is None or not hasattr(flag, "set"):
-        return contextlib.nullcontext()
+    from rep3d_nnunet.nnunet.trainers import training_form as rep3d_training_form
 
-    @contextlib.contextmanager
-    def _ctx():
-        token = flag.set(True)
-        try:
-            yield
-        finally:
-            flag.reset(token)
-    return _ctx()
+    return rep3d_training_form()
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
