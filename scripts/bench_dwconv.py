@@ -17,41 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
 import time
-from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional
 
 import torch
 
 from rep3d_nnunet.ops import dwconv3d
 from rep3d_nnunet.ops.direct_dwconv import direct_dwconv3d
-from rep3d_nnunet.ops.dispatch import ENV_VAR, choose_path, crop_slices
+from rep3d_nnunet.ops.dispatch import choose_path, crop_slices, dwconv_path
 from rep3d_nnunet.ops.fft_dwconv import fft_dwconv3d
 
 STAGES = [(48, 48), (96, 24), (192, 12), (384, 6)]  # (channels, edge) at B=2 for a 96^3 patch
 KERNELS = [7, 13, 21]
 PEAK_GFLOPS_PER_CORE = 245.0  # this CPU's fp32 FMA peak (PERF_NOTES.md)
-
-
-@contextmanager
-def dwconv_env(path: Optional[str]):
-    """Set REP3D_DWCONV for the block (dwconv3d reads it at every call)."""
-    old = os.environ.get(ENV_VAR)
-    if path is None:
-        os.environ.pop(ENV_VAR, None)
-    else:
-        os.environ[ENV_VAR] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = old
 
 
 def _sync(device: torch.device) -> None:
@@ -97,11 +78,11 @@ def bench_op(c: int, s: int, k: int, args, device: torch.device) -> Dict:
     flops = 2.0 * 2 * c * s ** 3 * k ** 3
     for name, env, runs, warm, budget in (("ours", None, args.runs, 1, float("inf")),
                                           ("torch", "torch", args.baseline_runs, 0, args.baseline_budget)):
-        with dwconv_env(env), torch.no_grad():
+        with dwconv_path(env), torch.no_grad():
             # The baseline's forward is its cheap part: it doubles as oneDNN warm-up.
             row[f"{name}_fwd"] = measure(lambda: dwconv3d(x, w), max(runs, 1 if name == "torch" else runs),
                                          1, device, budget)
-        with dwconv_env(env):
+        with dwconv_path(env):
             row[f"{name}_fwdbwd"] = measure(_step(dwconv3d, x, w, True), runs, warm, device, budget)
     for ph, mult in (("fwd", 1), ("fwdbwd", 3)):
         row[f"ratio_{ph}"] = row[f"torch_{ph}"]["wall_ms"] / row[f"ours_{ph}"]["wall_ms"]
@@ -131,9 +112,9 @@ def bench_encoder(edge: int, args, device: torch.device, amp: bool = False) -> D
         opt.step()
 
     row: Dict = {"input": [2, 1, edge, edge, edge], "autocast_bf16": amp}
-    with dwconv_env(None):
+    with dwconv_path(None):
         row["ours"] = measure(step, args.encoder_runs, 1, device)
-    with dwconv_env("torch"):
+    with dwconv_path("torch"):
         row["torch"] = measure(step, args.baseline_runs, 0, device, args.baseline_budget)
     row["ratio"] = row["torch"]["wall_ms"] / row["ours"]["wall_ms"]
     row["ratio_cpu"] = row["torch"]["cpu_ms"] / row["ours"]["cpu_ms"]

@@ -207,3 +207,19 @@ def test_cuda_autocast_bf16(path):
     assert _rel(y.cpu(), _reference(x.cpu().double(), w.detach().cpu().double(), b.cpu().double())) < 2e-2
     y.float().sum().backward()
     assert w.grad.dtype == torch.float32
+
+
+def test_dwconv_path_context_sets_and_restores_the_override(monkeypatch):
+    from rep3d_nnunet.ops.dispatch import ENV_VAR, dwconv_path, requested_path
+
+    monkeypatch.setenv(ENV_VAR, "fft")
+    with dwconv_path("torch"):
+        assert requested_path() == "torch"
+        with dwconv_path(None):
+            assert requested_path() == "auto"
+        assert requested_path() == "torch"
+    assert requested_path() == "fft"
+    monkeypatch.delenv(ENV_VAR)
+    with dwconv_path("direct"):
+        assert requested_path() == "direct"
+    assert requested_path() == "auto"

@@ -12,24 +12,11 @@ direct convolutions (an FFT path would hide them from the counter).
 from __future__ import annotations
 
 import inspect
-import os
-from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch
 
-
-@contextmanager
-def _env(name: str, value: str):
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+from rep3d_nnunet.ops.dispatch import dwconv_path
 
 
 def build_inference_network(trainer_name: str, plans: dict, dataset_json: dict, configuration: str,
@@ -64,7 +51,7 @@ def count_flops(model: torch.nn.Module, input_shape, device: str) -> int:
 
     model.eval()
     x = torch.zeros(*input_shape, device=device)
-    with torch.no_grad(), _env("REP3D_DWCONV", "torch"), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), dwconv_path("torch"), FlopCounterMode(display=False) as counter:
         model(x)
     return int(counter.get_total_flops())
 

@@ -8,9 +8,10 @@ benchmark can flip it), ``auto``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 
@@ -32,6 +33,26 @@ FFT_RATIO_INFER = 27.0  # forward only: crossover k~10-11 at stages 1-2, k>13 at
 # about 15 kernel launches loses only on small problems (stage 3 at k=7, stage
 # 4): one ratio fits forward and forward+backward.
 FFT_RATIO_CUDA = 12.0
+@contextlib.contextmanager
+def dwconv_path(path: Optional[str]) -> Iterator[None]:
+    """Within the block, every ``dwconv3d`` call uses ``path`` (None: the rule, ``auto``).
+
+    Sets ``REP3D_DWCONV`` (read at every call) and restores what was there before.
+    """
+    old = os.environ.get(ENV_VAR)
+    if path is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
+
+
 def requested_path(path: Optional[str] = None) -> str:
     """The path asked for by argument, else by ``REP3D_DWCONV``, else ``auto``."""
     name = (path or os.environ.get(ENV_VAR, "") or "auto").strip().lower()
