@@ -19,7 +19,6 @@ from contextvars import ContextVar
 from typing import Iterator, Union
 
 import torch
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -28,6 +27,7 @@ from torch import nn
 from rep3d_nnunet.nnunet.architecture import (NETWORK_CLASS_NAME, Rep3DVariant, apply_variant,
                                               check_rep3d_configuration, check_rep3d_plans)
 from rep3d_nnunet.nnunet.environment import check_nnunet_environment
+from rep3d_nnunet.optim import PolyLRSchedulerGroups, param_groups
 
 # True only while a trainer's own initialize() builds its network (see module docstring)
 _BUILDING_FOR_TRAINING: ContextVar[bool] = ContextVar("rep3d_building_for_training", default=False)
@@ -75,6 +75,8 @@ class nnUNetTrainerRep3D(nnUNetTrainer):
     variant = Rep3DVariant(block="rep3d", mask="lrbm")
     optimiser = "adamw"  # "adamw" (paper) | "sgd" (nnU-Net: SGD Nesterov 0.99, lr 1e-2, wd 3e-5)
     schedule: dict = {}  # attribute overrides applied after nnU-Net's defaults (num_epochs, ...)
+    # lr of the LRBM mask generators relative to the network's (rep3d_nnunet.optim); a 3-line subclass changes it
+    generator_lr_scale: float = 0.01
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -107,11 +109,16 @@ class nnUNetTrainerRep3D(nnUNetTrainer):
                                       deep_supervision=enable_deep_supervision)
 
     def configure_optimizers(self):
-        if self.optimiser == "sgd":
-            return super().configure_optimizers()
-        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay,
-                                      betas=(0.9, 0.999), eps=1e-8)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+        # LRBM generators get their own group (lr x generator_lr_scale, no weight decay) in both
+        # recipes, and the poly schedule keeps that ratio (rep3d_nnunet.optim)
+        groups = param_groups(self.network, self.initial_lr, self.weight_decay, self.generator_lr_scale)
+        if self.optimiser == "sgd":  # nnU-Net's recipe (nnUNetTrainer.configure_optimizers)
+            optimizer = torch.optim.SGD(groups, self.initial_lr, weight_decay=self.weight_decay,
+                                        momentum=0.99, nesterov=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.initial_lr, weight_decay=self.weight_decay,
+                                          betas=(0.9, 0.999), eps=1e-8)
+        return optimizer, PolyLRSchedulerGroups(optimizer, self.initial_lr, self.num_epochs)
 
     def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
         if isinstance(filename_or_checkpoint, str):
