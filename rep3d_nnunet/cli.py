@@ -1,9 +1,10 @@
-"""``rep3d-nnunet``: a thin argparse shell over the package's Python functions.
+"""``rep3d-nnunet``: the one command line of the package, a thin argparse shell over its Python functions.
 
-Adding a subcommand = one ``_add_<name>(subparsers)`` function that builds its parser
-and sets ``func`` (taking the parsed args, returning an exit code or None), plus one
-entry in ``SUBCOMMANDS``. Expected failures are ``CLIError``s: printed as one line,
-exit code 1.
+Subcommands: ``register``, ``unregister``, ``status``, ``plan``, ``plans divisible``,
+``plans merge-template``, ``demo``, ``benchmark``, ``erf``, ``masks``. Adding one = one
+``_add_<name>(subparsers)`` function that builds its parser and sets ``func`` (taking the
+parsed args, returning an exit code or None), plus one entry in ``SUBCOMMANDS``. Expected
+failures are the errors in ``CLIError``: printed as one line, exit code 1.
 """
 from __future__ import annotations
 
@@ -11,33 +12,50 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
-from rep3d_nnunet.analysis.cli import add_erf_parser, add_masks_parser
-from rep3d_nnunet.benchmark.cli import add_benchmark_parser
-from rep3d_nnunet.nnunet.architecture import PlansError
-from rep3d_nnunet.nnunet.environment import NnUNetEnvironmentError
+from rep3d_nnunet.nnunet.adapter import (CheckpointError, ConsoleScriptError, NnUNetEnvironmentError,
+                                         TrainerNotFoundError)
 from rep3d_nnunet.nnunet.registration import RegistrationError
 
-# errors that mean "bad input or state", reported without a traceback
-CLIError = (PlansError, NnUNetEnvironmentError, RegistrationError)
+
+class PlanError(RuntimeError):
+    """``rep3d-nnunet plan`` cannot run as asked."""
+
+
+def _cli_errors() -> tuple:
+    """Errors that mean "bad input or state", reported without a traceback (imported late: they pull in torch)."""
+    from rep3d_nnunet.demo.run import DemoError
+    from rep3d_nnunet.nnunet.architecture import PlansError
+
+    return (PlansError, NnUNetEnvironmentError, RegistrationError, ConsoleScriptError, CheckpointError,
+            TrainerNotFoundError, DemoError, PlanError)
 
 
 def _add_register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("register", help="make nnU-Net's commands find the Rep3D trainers and planner",
-                       description="Write two small re-export modules into the installed nnunetv2 so that "
-                                   "nnUNetv2_plan_experiment -pl, nnUNetv2_train -tr and nnUNetv2_predict find "
-                                   "our classes (and the trainers in --user-trainers folders). Idempotent.")
+    p = sub.add_parser("register", help="make nnU-Net's commands find the Rep3D trainers and planners",
+                       description="Write two small modules (and their JSON records) into the installed nnunetv2 so "
+                                   "that nnUNetv2_plan_experiment -pl, nnUNetv2_train -tr and nnUNetv2_predict find "
+                                   "our classes (and the trainers in --user-trainers folders). Idempotent; safe if "
+                                   "rep3d-nnunet is later removed without `unregister`.")
     p.add_argument("--user-trainers", metavar="DIR", action="append", default=[],
-                   help="folder of your own trainer modules (e.g. subclasses of nnUNetTrainerRep3D); repeatable")
+                   help="folder of your own trainer modules (e.g. subclasses of nnUNetTrainerRep3D); repeatable. "
+                        "Run register again after adding a trainer class")
+    p.add_argument("--use-ext-trainer", action="store_true",
+                   help="leave the --user-trainers folders to nnU-Net's own nnUNet_extTrainer search (checked to "
+                        "work on this install first) and print the line to export")
 
     def run(args: argparse.Namespace) -> None:
         from rep3d_nnunet.nnunet.registration import register
 
-        result = register(args.user_trainers)
+        result = register(args.user_trainers, use_ext_trainer=args.use_ext_trainer)
         for path in result.written:
             print(f"wrote {path}")
         if not result.written:
             print("already registered; nothing changed")
+        print(f"classes: {result.classes.get('trainers', 0)} trainers, {result.classes.get('planners', 0)} planners")
         print(f"user trainer folders: {', '.join(result.user_dirs) or 'none'}")
+        if result.ext_trainer:
+            print("nnU-Net's own trainer search works on this install; it finds your folders with:\n"
+                  f"    {result.ext_trainer}")
     p.set_defaults(func=run)
 
 
@@ -63,9 +81,52 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="run a Rep3D planner through nnU-Net's planning API (no registration needed)",
+                       description="Plan a dataset with one of our planners (rep3d_nnunet.nnunet.planner) through "
+                                   "nnU-Net's plan_experiment_dataset. Needs the dataset fingerprint "
+                                   "(nnUNetv2_plan_and_preprocess -d D -c 3d_fullres writes it, and the "
+                                   "preprocessed data the plans reuse).")
+    p.add_argument("-d", "--dataset", required=True, help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
+    p.add_argument("-pl", "--planner", default="nnUNetPlannerRep3D",
+                   help="planner class of rep3d_nnunet.nnunet.planner (default nnUNetPlannerRep3D)")
+    p.add_argument("-gpu_memory_target", type=float, default=None, help="GPU memory target in GB (planner default)")
+    p.add_argument("-overwrite_plans_name", default=None, help="plans name (default: the planner's)")
+    p.add_argument("-preprocessor_name", default="DefaultPreprocessor")
+
+    def run(args: argparse.Namespace) -> None:
+        import inspect
+        import os
+
+        from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+
+        from rep3d_nnunet.nnunet import planner as planners
+        from rep3d_nnunet.nnunet.adapter import dataset_id, preprocessed_dataset_folder
+
+        known = sorted(n for n, c in vars(planners).items()
+                       if inspect.isclass(c) and issubclass(c, ExperimentPlanner) and c.__module__ == planners.__name__)
+        cls = getattr(planners, args.planner, None)
+        if args.planner not in known or cls is None:
+            raise PlanError(f"unknown planner {args.planner!r}; ours: {', '.join(known)} (nnU-Net's own planners: "
+                            "nnUNetv2_plan_experiment -pl NAME)")
+        folder = preprocessed_dataset_folder(args.dataset)
+        if not (folder / "dataset_fingerprint.json").is_file():
+            raise PlanError(f"{folder / 'dataset_fingerprint.json'} does not exist: run "
+                            f"nnUNetv2_plan_and_preprocess -d {args.dataset} -c 3d_fullres first")
+        if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":
+            del os.environ["nnUNet_n_proc_DA"]  # the planner hands it to torch.set_num_threads, which rejects 0
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
+
+        _, plans_identifier = plan_experiment_dataset(dataset_id(args.dataset), cls, args.gpu_memory_target,
+                                                      args.preprocessor_name, None, args.overwrite_plans_name)
+        print(f"wrote {folder / (plans_identifier + '.json')}\ntrain with: nnUNetv2_train {args.dataset} 3d_fullres "
+              f"FOLD -tr nnUNetTrainerRep3D -p {plans_identifier}")
+    p.set_defaults(func=run)
+
+
 def _add_plans(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plans", help="plans files: merge a Rep3D template into existing plans")
-    plans_sub = p.add_subparsers(dest="plans_command", required=True)
+    p = sub.add_parser("plans", help="plans files: patch-divisible copies, Rep3D templates merged into plans")
+    plans_sub = p.add_subparsers(dest="plans_command", required=True, metavar="{divisible,merge-template}")
     m = plans_sub.add_parser(
         "merge-template", help="write new plans: an existing plans file with a Rep3D architecture template",
         description="Keep nnU-Net's patch size, batch size and preprocessed data of SOURCE_PLANS; give every 3D "
@@ -86,21 +147,51 @@ def _add_plans(sub: argparse._SubParsersAction) -> None:
               f"-p {path.stem}")
     m.set_defaults(func=run)
 
+    from rep3d_nnunet.nnunet.baselines.plans import configure_divisible_parser
+
+    configure_divisible_parser(plans_sub.add_parser(
+        "divisible", help="write plans whose patch size the MONAI baselines accept (same preprocessed data)",
+        description="Write plans (a copy of existing plans, same preprocessed data) whose 3D patch sizes the "
+                    "baseline networks accept. Give the trainers (-tr) or the factor (--multiple)."))
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from rep3d_nnunet.demo.run import configure_demo_parser
+
+    configure_demo_parser(sub.add_parser(
+        "demo", help="plan, train, predict and evaluate a small model with nnU-Net's commands, then a picture",
+        description="The demo (also `bash scripts/demo.sh`, which sets up the environment first): a synthetic "
+                    "dataset or --raw DIR, nnU-Net's stock commands, a PNG and the Dice of held-out cases."))
+
+
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    from rep3d_nnunet.benchmark.cli import add_benchmark_parser
+
+    add_benchmark_parser(sub)
+
+
+def _add_analysis(sub: argparse._SubParsersAction) -> None:
+    from rep3d_nnunet.analysis.cli import add_erf_parser, add_masks_parser
+
+    add_erf_parser(sub)
+    add_masks_parser(sub)
+
 
 SUBCOMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [
     _add_register,
     _add_unregister,
     _add_status,
+    _add_plan,
     _add_plans,
-    add_erf_parser,
-    add_masks_parser,
-    add_benchmark_parser,
+    _add_demo,
+    _add_benchmark,
+    _add_analysis,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rep3d-nnunet", description="Rep3D for nnU-Net v2")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
     return parser
@@ -110,8 +201,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except CLIError as e:
-        print(f"rep3d-nnunet {args.command}: error: {e}", file=sys.stderr)
+    except _cli_errors() as e:
+        what = " ".join(filter(None, [args.command, getattr(args, "plans_command", None)]))
+        print(f"rep3d-nnunet {what}: error: {e}", file=sys.stderr)
         return 1
 
 

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-python -m rep3d_nnunet.demo "$@"
+rep3d-nnunet demo "$@"

@@ -1,77 +1,37 @@
 """Load a trained nnU-Net v2 model (ours, ResEnc, plain nnU-Net, any trainer) for analysis.
 
 Mirrors ``nnUNetPredictor.initialize_from_trained_model_folder`` (plans + dataset.json
-from the model folder, the trainer's static ``build_network_architecture``, deep
-supervision off, weights of one fold), with one difference: the trainer class is
-looked up in this package first. nnU-Net's own lookup imports every stock trainer
-module before the ``nnUNet_extTrainer`` folders, and on CPU-only torch that import
-crashes (torchvision) for every name except ``nnUNetTrainer``.
+from the model folder, the trainer's network with deep supervision off, weights of one
+fold) through the nnU-Net adapter (``rep3d_nnunet.nnunet.adapter``): its trainer lookup
+searches this package and the registered user folders first, and a stock trainer
+subpackage that cannot be imported (``primus`` on CPU-only torch) does not end the search.
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
-import inspect
 import os
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from rep3d_nnunet.nnunet.adapter import (TRAINER_CHECKPOINT_KEYS, build_network, find_trainer_class,  # noqa: F401
+                                         load_weights, network_io, read_checkpoint, state_dict_of)
+
 CHECKPOINT = "checkpoint_final.pth"
 
 
-def find_trainer_class(name: str) -> type:
-    """The trainer class called ``name``: nnUNetTrainer itself, ours (rep3d_nnunet.nnunet), or nnU-Net's search."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    if name == nnUNetTrainer.__name__:
-        return nnUNetTrainer
-    try:
-        ours = importlib.import_module("rep3d_nnunet.nnunet")
-    except ImportError:
-        ours = None
-    if ours is not None:
-        cls = getattr(ours, name, None)
-        if inspect.isclass(cls) and issubclass(cls, nnUNetTrainer):
-            return cls
-        for info in pkgutil.walk_packages(ours.__path__, ours.__name__ + "."):
-            try:
-                mod = importlib.import_module(info.name)
-            except ImportError:  # an optional dependency of one module must not hide the others' trainers
-                continue
-            cls = getattr(mod, name, None)
-            if inspect.isclass(cls) and issubclass(cls, nnUNetTrainer):
-                return cls
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    return recursive_find_trainer_class_by_name(name)
-
-
-def training_form(trainer_class: type) -> contextlib.AbstractContextManager:
-    """A context in which ``trainer_class.build_network_architecture`` builds the training form.
-
-    Our trainers (and users' subclasses of them, wherever they live) build the deploy
-    form (masks folded) whenever they are called outside their own ``initialize`` -- as
-    nnU-Net's predictor does. The switch is one context variable in
-    ``rep3d_nnunet.nnunet.trainers``; other trainers ignore it and build their one form.
-    """
+def training_form(trainer_class: type = None):
+    """A context in which our trainers' ``build_network_architecture`` builds the training form
+    (kept for callers of the old API; ``adapter.build_network(..., form='training')`` is the way)."""
     from rep3d_nnunet.nnunet.trainers import training_form as rep3d_training_form
 
     return rep3d_training_form()
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
-    """torch.load on CPU; nnU-Net checkpoints hold a torch.device, so ``weights_only`` must be off."""
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def state_dict_of(checkpoint: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-    """The network weights of an nnU-Net checkpoint, a {'state_dict': ...} file, or a bare state dict."""
-    for key in ("network_weights", "state_dict", "model"):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
+    """Read a checkpoint on the CPU (``adapter.read_checkpoint``: a clear error for an unreadable file)."""
+    return read_checkpoint(path)
 
 
 def available_folds(folder: str, checkpoint_name: str = CHECKPOINT) -> list:
@@ -117,7 +77,6 @@ def load_trained_model(folder: str, fold: Union[int, str, None] = None,
     if form not in ("predictor", "training"):
         raise ValueError(f"form must be 'predictor' or 'training', got {form!r}")
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     for f in ("plans.json", "dataset.json"):
@@ -132,22 +91,14 @@ def load_trained_model(folder: str, fold: Union[int, str, None] = None,
     ckpt_path = os.path.join(folder, f"fold_{fold}", checkpoint_name)
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"no checkpoint {ckpt_path} (folds here: {available_folds(folder, checkpoint_name)})")
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path, required=("trainer_name", "init_args"))
     plans_manager = PlansManager(load_json(os.path.join(folder, "plans.json")))
     dataset_json = load_json(os.path.join(folder, "dataset.json"))
     configuration = checkpoint["init_args"]["configuration"]
-    cm = plans_manager.get_configuration(configuration)
-    n_in = determine_num_input_channels(plans_manager, cm, dataset_json)
-    n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    pm, cm, n_in, n_out = network_io(plans_manager, dataset_json, configuration)
     trainer_class = find_trainer_class(checkpoint["trainer_name"])
-    build = trainer_class.build_network_architecture
-    with training_form(trainer_class) if form == "training" else contextlib.nullcontext():
-        if "plans_manager" in inspect.signature(build).parameters:
-            network = build(plans_manager, cm, n_in, n_out, enable_deep_supervision=False)
-        else:  # nnU-Net's pre-2.6 signature, still accepted by its predictor
-            network = build(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                            cm.network_arch_init_kwargs_req_import, n_in, n_out, enable_deep_supervision=False)
-    network.load_state_dict(state_dict_of(checkpoint))
+    network = build_network(trainer_class, pm, cm, n_in, n_out, form="training" if form == "training" else "deploy")
+    load_weights(network, state_dict_of(checkpoint))
     network.eval()
     return TrainedModel(network, checkpoint["trainer_name"], configuration, tuple(int(p) for p in cm.patch_size),
                         tuple(float(s) for s in cm.spacing), n_in, ckpt_path, checkpoint)

@@ -11,34 +11,18 @@ direct convolutions (an FFT path would hide them from the counter).
 """
 from __future__ import annotations
 
-import inspect
 from typing import Dict, Optional
 
 import torch
 
+from rep3d_nnunet.nnunet.adapter import build_predictor_network, network_io
 from rep3d_nnunet.ops.dispatch import dwconv_path
 
 
 def build_inference_network(trainer_name: str, plans: dict, dataset_json: dict, configuration: str,
                             device: str = "cpu") -> torch.nn.Module:
-    """The trainer's network as nnU-Net's predictor builds it (trainer looked up like ``nnUNetv2_predict``)."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    pm = PlansManager(plans)
-    cm = pm.get_configuration(configuration)
-    n_in = determine_num_input_channels(pm, cm, dataset_json)
-    n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
-    cls = recursive_find_trainer_class_by_name(trainer_name)
-    if cls is None:
-        raise RuntimeError(f"trainer {trainer_name!r} not found (run `rep3d-nnunet register`)")
-    with torch.device(device):
-        if "plans_manager" in inspect.signature(cls.build_network_architecture).parameters:
-            return cls.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
-        return cls.build_network_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                              cm.network_arch_init_kwargs_req_import, n_in, n_out,
-                                              enable_deep_supervision=False)
+    """The trainer's network as nnU-Net's predictor builds it (the adapter's trainer lookup and builder)."""
+    return build_predictor_network(trainer_name, plans, dataset_json, configuration, form="deploy", device=device)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -59,13 +43,8 @@ def count_flops(model: torch.nn.Module, input_shape, device: str) -> int:
 def network_cost(trainer_name: str, plans: dict, dataset_json: dict, configuration: str, flops: bool = True
                  ) -> Dict[str, Optional[float]]:
     """``{'params_m': ..., 'gflops': ..., 'patch_size': [...], 'flops_device': 'meta'|'cpu'|None}``."""
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    pm = PlansManager(plans)
-    cm = pm.get_configuration(configuration)
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-
-    shape = (1, determine_num_input_channels(pm, cm, dataset_json), *cm.patch_size)
+    _, cm, n_in, _ = network_io(plans, dataset_json, configuration)
+    shape = (1, n_in, *cm.patch_size)
     out: Dict[str, Optional[float]] = {"patch_size": list(cm.patch_size), "gflops": None, "flops_device": None}
     last_error = None
     for device in ("meta", "cpu"):

@@ -17,7 +17,6 @@ import queue
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,9 +27,10 @@ from rep3d_nnunet.benchmark import fairness
 from rep3d_nnunet.benchmark.methods import Method
 from rep3d_nnunet.benchmark.results import (JOB_RECORD, fold_dir, fold_finished, fold_started, model_folder,
                                             read_checkpoint_info, read_json)
+from rep3d_nnunet.nnunet import adapter
 
 MANIFEST = "rep3d_benchmark_manifest.json"
-NNUNET_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+NNUNET_VARS = adapter.NNUNET_VARS
 
 
 class BenchmarkError(RuntimeError):
@@ -39,73 +39,47 @@ class BenchmarkError(RuntimeError):
 
 def _bin(name: str) -> str:
     """A console script of this Python's environment (so the venv need not be activated), else PATH's."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else (shutil.which(name) or name)
+    return adapter.console_script(name, required=False)
 
 
 def _check_env() -> Dict[str, Path]:
-    missing = [v for v in NNUNET_VARS[1:] if not os.environ.get(v)]
-    if missing:
-        raise BenchmarkError(f"environment variable(s) {', '.join(missing)} not set (nnU-Net's paths)")
-    return {v: Path(os.environ[v]) for v in NNUNET_VARS if os.environ.get(v)}
+    try:
+        return adapter.nnunet_paths("nnUNet_preprocessed", "nnUNet_results")
+    except adapter.NnUNetEnvironmentError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def dataset_name(dataset: str) -> str:
-    """``DatasetXXX_Name`` for an id or name, searched in the nnU-Net folders named by the environment *now*
-    (nnunetv2.paths reads them once at import, which a long-lived process or a test may have changed since)."""
-    if dataset.startswith("Dataset"):
-        return dataset
+    """``DatasetXXX_Name`` for an id or name (``adapter.dataset_name``: the folders named by the environment now)."""
     try:
-        prefix = f"Dataset{int(dataset):03d}_"
-    except ValueError:
-        raise BenchmarkError(f"dataset {dataset!r} is neither an id nor a DatasetXXX_Name") from None
-    found = sorted({p.name for v in NNUNET_VARS if os.environ.get(v) and Path(os.environ[v]).is_dir()
-                    for p in Path(os.environ[v]).iterdir() if p.name.startswith(prefix) and p.is_dir()})
-    if len(found) != 1:
-        raise BenchmarkError(f"dataset {dataset!r}: {'no' if not found else 'more than one'} folder {prefix}* in "
-                             f"nnUNet_raw / nnUNet_preprocessed / nnUNet_results {found or ''}")
-    return found[0]
+        return adapter.dataset_name(dataset)
+    except adapter.NnUNetEnvironmentError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def _run_tool(args: Sequence[str], what: str) -> None:
-    print(f"[benchmark] {what}: {' '.join(args)}", flush=True)
-    env = dict(os.environ)
-    env.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planning crashes with it set (torch.set_num_threads(0))
-    proc = subprocess.run(list(args), env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchmarkError(f"{what} failed ({' '.join(args)}, exit {proc.returncode}):\n"
-                             f"{(proc.stdout + proc.stderr)[-3000:]}")
+    try:
+        adapter.run_console_script(args, what=what, log=lambda line: print(f"[benchmark] {line}", flush=True))
+    except adapter.ConsoleScriptError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 # ---------------------------------------------------------------- class lookup (pre-flight)
 
 def check_trainer_findable(trainer: str) -> None:
     """Fail now, not after hours of other jobs, if ``nnUNetv2_train -tr trainer`` cannot find it."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
     try:
-        cls = recursive_find_trainer_class_by_name(trainer)
-    except Exception as e:  # a broken stock import (e.g. torchvision on CPU torch) surfaces here too
-        raise BenchmarkError(f"nnUNetv2_train cannot find trainer {trainer!r}: {type(e).__name__}: {e}. "
-                             "Run `rep3d-nnunet register` (Rep3D and baseline trainers) and check the name.") from e
-    if cls is None:
-        raise BenchmarkError(f"nnUNetv2_train cannot find trainer {trainer!r}; run `rep3d-nnunet register`")
+        adapter.nnunet_finds_trainer(trainer)
+    except adapter.TrainerNotFoundError as e:
+        raise BenchmarkError(f"nnUNetv2_train cannot find trainer {trainer!r}: {e}") from None
 
 
 def check_planner_findable(planner: str) -> None:
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
-
+    """Fail before planning if ``nnUNetv2_plan_experiment -pl planner`` cannot find it."""
     try:
-        cls = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "experiment_planning"), planner,
-                                          "nnunetv2.experiment_planning")
-    except Exception as e:
-        cls, err = None, f"{type(e).__name__}: {e}"
-    else:
-        err = "not found"
-    if cls is None:
-        raise BenchmarkError(f"nnUNetv2_plan_experiment cannot find planner {planner!r} ({err}); "
-                             "run `rep3d-nnunet register`")
+        adapter.nnunet_finds_planner(planner)
+    except adapter.TrainerNotFoundError as e:
+        raise BenchmarkError(f"nnUNetv2_plan_experiment cannot find planner {planner!r}: {e}") from None
 
 
 # ---------------------------------------------------------------- preparation
@@ -185,7 +159,7 @@ def prepare(dataset: str, methods: Sequence[Method], folds: Sequence[int], num_p
             _run_tool([_bin("nnUNetv2_plan_experiment"), "-d", dataset, "-pl", m.planner], f"plans for {m.name}")
             planned.add(m.planner_plans)
         if m.source_plans:  # same plans, patch rounded up to what the network accepts; same preprocessed data
-            _run_tool([sys.executable, "-m", "rep3d_nnunet.nnunet.baselines.plans", "-d", dataset, "--multiple",
+            _run_tool([_bin("rep3d-nnunet"), "plans", "divisible", "-d", dataset, "--multiple",
                        str(m.patch_multiple), "--source-plans", m.source_plans, "--plans-name", m.plans],
                       f"patch-divisible plans for {m.name}")
         if not (pre / f"{m.plans}.json").is_file():

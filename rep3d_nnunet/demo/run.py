@@ -1,7 +1,7 @@
 """The demo: plan -> train -> predict -> evaluate with nnU-Net's stock commands, then a picture.
 
-    python -m rep3d_nnunet.demo                    # embedded synthetic dataset
-    python -m rep3d_nnunet.demo --raw ../shared/data/Dataset004_Hippocampus
+    rep3d-nnunet demo                    # embedded synthetic dataset
+    rep3d-nnunet demo --raw ../shared/data/Dataset004_Hippocampus
 
 Everything is written under ``--work`` (default ``demo_output/``): nnUNet_raw,
 nnUNet_preprocessed, nnUNet_results, predictions, the evaluation and the PNG. A
@@ -14,12 +14,11 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
+
+from rep3d_nnunet.nnunet.adapter import NNUNET_VARS, ConsoleScriptError, run_console_script
 
 DEMO_TRAINER = "nnUNetTrainerRep3D_demo"
 PLANS = "nnUNetRep3DPlans"
@@ -36,20 +35,11 @@ def _say(msg: str) -> None:
 
 
 def _run(args: Sequence[str], env: Dict[str, str], stream: bool = False) -> str:
-    """Run a console script of this environment; stream its output live or return it."""
-    exe = shutil.which(args[0], path=str(Path(sys.executable).parent)) or shutil.which(args[0])
-    if exe is None:
-        raise DemoError(f"{args[0]} not found: install rep3d-nnunet (and nnunetv2) into this environment")
-    _say("$ " + " ".join(args))
-    if stream:
-        proc = subprocess.run([exe, *args[1:]], env=env)
-        out = ""
-    else:
-        proc = subprocess.run([exe, *args[1:]], env=env, capture_output=True, text=True)
-        out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise DemoError(f"{' '.join(args)} failed (exit {proc.returncode})\n{out[-3000:]}")
-    return out
+    """Run a console script of this environment (the adapter's runner); stream its output live or return it."""
+    try:
+        return run_console_script(args, env, stream=stream, log=lambda line: _say(line))
+    except ConsoleScriptError as e:
+        raise DemoError(str(e)) from e
 
 
 def _dataset_id(folder: Path) -> int:
@@ -96,11 +86,11 @@ def link_raw_dataset(source: Path, raw_root: Path, n_test: int, max_train: Optio
 
 
 def demo_env(work: Path) -> Dict[str, str]:
+    """Our environment with nnU-Net's three folders under ``work`` (the user's other variables pass through)."""
     env = dict(os.environ)
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    for key in NNUNET_VARS:
         (work / key).mkdir(parents=True, exist_ok=True)
         env[key] = str((work / key).resolve())
-    env.pop("nnUNet_n_proc_DA", None)  # planning crashes with it set (torch.set_num_threads(0))
     env.setdefault("nnUNet_def_n_proc", "2")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -146,7 +136,8 @@ def run_demo(work: Path, raw: Optional[Path] = None, n_test: int = 4, max_train:
 
     results = Path(env["nnUNet_results"]) / dataset.name / f"{trainer}__{PLANS}__{CONFIG}"
     fold = results / "fold_0"
-    train_env = dict(env, nnUNet_n_proc_DA="0")
+    train_env = dict(env)
+    train_env.setdefault("nnUNet_n_proc_DA", "0")  # augmentation in the main process on 2 CPU cores, unless set
     if not (fold / "checkpoint_final.pth").is_file():
         resume = ["--c"] if (fold / "checkpoint_latest.pth").is_file() else []
         _say(f"training {trainer} on fold 0 ({device}); progress below")
@@ -177,9 +168,8 @@ def run_demo(work: Path, raw: Optional[Path] = None, n_test: int = 4, max_train:
     return per_class
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rep3d_nnunet.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure_demo_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The demo's options (``rep3d-nnunet demo``)."""
     parser.add_argument("--raw", type=Path, default=None,
                         help="an nnU-Net raw dataset folder to use instead of the synthetic one "
                              "(e.g. ../shared/data/Dataset004_Hippocampus)")
@@ -189,10 +179,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="use at most this many training cases of --raw (keeps the CPU demo short; 0 = all)")
     parser.add_argument("--trainer", default=DEMO_TRAINER, help=f"trainer to run (default {DEMO_TRAINER})")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
-    args = parser.parse_args(argv)
-    try:
-        run_demo(args.work, args.raw, args.n_test, args.max_train, args.trainer, args.device)
-    except DemoError as e:
-        print(f"[demo] error: {e}", file=sys.stderr)
-        return 1
+    parser.set_defaults(func=run_from_args)
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    run_demo(args.work, args.raw, args.n_test, args.max_train, args.trainer, args.device)
     return 0
+

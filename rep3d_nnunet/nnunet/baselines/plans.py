@@ -1,4 +1,4 @@
-"""Write plans whose patch size the baseline networks accept: ``python -m rep3d_nnunet.nnunet.baselines.plans``.
+"""Write plans whose patch size the baseline networks accept: ``rep3d-nnunet plans divisible``.
 
 The new plans are a copy of the source plans (default ``nnUNetPlans``) with every 3D
 configuration's patch size rounded to a multiple of the trainers' factor (and of the
@@ -8,9 +8,11 @@ spacing, normalisation and splits as every other method. Batch size is kept too.
 
 Example (Hippocampus; one plans file serving all four families, factor 32):
 
-    python -m rep3d_nnunet.nnunet.baselines.plans -d 4 -tr nnUNetTrainerSwinUNETR nnUNetTrainerUNETR \
+    rep3d-nnunet plans divisible -d 4 -tr nnUNetTrainerSwinUNETR nnUNetTrainerUNETR \
         nnUNetTrainerSegResNet nnUNetTrainerMedNeXtS_k3
     nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainerSwinUNETR -p nnUNetPlans_div32
+
+``python -m rep3d_nnunet.nnunet.baselines.plans ...`` (the older spelling) is the same command.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from rep3d_nnunet.nnunet.baselines.constraints import round_patch_size
-from rep3d_nnunet.nnunet.environment import NnUNetEnvironmentError, preprocessed_dataset_folder
+from rep3d_nnunet.nnunet.adapter import NnUNetEnvironmentError, preprocessed_dataset_folder
 
 
 def trainer_multiple(trainer_names: Sequence[str]) -> int:
@@ -87,11 +89,8 @@ def write_divisible_plans(dataset: str, multiple: int, source_plans: str = "nnUN
     return target
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m rep3d_nnunet.nnunet.baselines.plans",
-        description="Write plans (a copy of existing plans, same preprocessed data) whose 3D patch sizes the "
-                    "baseline networks accept. Give the trainers (-tr) or the factor (--multiple).")
+def configure_divisible_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``rep3d-nnunet plans divisible``."""
     p.add_argument("-d", "--dataset", required=True, help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
     p.add_argument("-tr", "--trainers", nargs="+", default=[], help="baseline trainer names; factor = their LCM")
     p.add_argument("--multiple", type=int, default=None, help="explicit factor instead of -tr")
@@ -100,18 +99,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--round", dest="rounding", choices=("up", "down"), default="up",
                    help="round the patch up (more context and memory; default) or down")
     p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these configurations")
-    args = p.parse_args(argv)
+    p.set_defaults(func=run_divisible)
+    return p
+
+
+def run_divisible(args: argparse.Namespace) -> int:
+    """Write the plans; bad input (unknown trainer, both or neither of -tr/--multiple) is a one-line error."""
     try:
         if (args.multiple is None) == (not args.trainers):
             raise ValueError("give exactly one of -tr TRAINER [...] or --multiple N")
         multiple = args.multiple if args.multiple is not None else trainer_multiple(args.trainers)
         path = write_divisible_plans(args.dataset, multiple, args.source_plans, args.plans_name, args.rounding,
                                      args.configurations)
-    except (ValueError, NnUNetEnvironmentError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ValueError as e:
+        print(f"rep3d-nnunet plans divisible: error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {path}; train with -p {path.stem}")
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m rep3d_nnunet.nnunet.baselines.plans``: the same as ``rep3d-nnunet plans divisible``."""
+    from rep3d_nnunet.cli import main as cli_main
+
+    return cli_main(["plans", "divisible", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
