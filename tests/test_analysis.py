@@ -171,7 +171,7 @@ def _tiny_model_folder(root, trainer_name: str = "nnUNetTrainer", architecture: 
     written the way nnU-Net writes one: plans.json + dataset.json + fold_0/checkpoint_final.pth."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from rep3d_nnunet.analysis.loading import find_trainer_class, training_form
+    from rep3d_nnunet.nnunet.adapter import build_network, find_trainer_class
 
     config = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
               "batch_size": 2, "patch_size": [16, 16, 16], "median_image_size_in_voxels": [16, 16, 16],
@@ -195,8 +195,7 @@ def _tiny_model_folder(root, trainer_name: str = "nnUNetTrainer", architecture: 
         json.dump(dataset, f)
     pm = PlansManager(plans)
     trainer = find_trainer_class(trainer_name)
-    with training_form(trainer):
-        net = trainer.build_network_architecture(pm, pm.get_configuration("3d_fullres"), 1, 3, False)
+    net = build_network(trainer, pm, pm.get_configuration("3d_fullres"), 1, 3, form="training")
     torch.save({"network_weights": net.state_dict(), "trainer_name": trainer_name,
                 "init_args": {"configuration": "3d_fullres", "fold": 0, "device": torch.device("cpu")}},
                os.path.join(folder, "fold_0", "checkpoint_final.pth"))

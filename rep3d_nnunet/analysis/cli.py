@@ -1,7 +1,7 @@
 """`rep3d-nnunet erf` and `rep3d-nnunet masks`: thin shells over analysis.erf / analysis.masks.
 
 Each command has ``add_<name>_parser(subparsers)`` (for the package CLI) and
-``<name>_main(argv)`` (standalone); both end in ``run_<name>(args)``.
+``<name>_main(argv)`` (the same from Python, e.g. scripts); both end in ``run_<name>(args)``.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rep3d_nnunet.analysis.erf import (deepest_feature, erf_of_model, erf_table,
                                        plot_erf, random_inputs)
 from rep3d_nnunet.analysis.loading import load_trained_model, preprocessed_patches
 from rep3d_nnunet.analysis.masks import mask_table, masks_of_path, plot_masks
+from rep3d_nnunet.nnunet.adapter import CheckpointError, TrainerNotFoundError
 
 
 def _fold(value: str):
@@ -39,11 +40,12 @@ def configure_erf_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _one_line_errors(run):
-    """Expected failures (missing folder, fold or file; bad input) as one line and exit code 1."""
+    """Expected failures (missing folder, fold or file; bad input; an unreadable checkpoint; a trainer class
+    nowhere to be found, with the registration command) as one line and exit code 1."""
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return run(args)
-        except (FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError, CheckpointError, TrainerNotFoundError) as e:
             print(f"rep3d-nnunet {run.__name__[len('run_'):]}: error: {e}", file=sys.stderr)
             return 1
     wrapped.__name__ = run.__name__
@@ -129,9 +131,3 @@ def masks_main(argv: Optional[Sequence[str]] = None) -> int:
     args = configure_masks_parser(argparse.ArgumentParser(prog="rep3d-nnunet masks")).parse_args(argv)
     return args.func(args)
 
-
-if __name__ == "__main__":  # python -m rep3d_nnunet.analysis.cli erf|masks ...
-    commands = {"erf": erf_main, "masks": masks_main}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        sys.exit(f"usage: python -m rep3d_nnunet.analysis.cli {{{'|'.join(commands)}}} ...")
-    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

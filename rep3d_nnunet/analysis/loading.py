@@ -21,14 +21,6 @@ from rep3d_nnunet.nnunet.adapter import (TRAINER_CHECKPOINT_KEYS, build_network,
 CHECKPOINT = "checkpoint_final.pth"
 
 
-def training_form(trainer_class: type = None):
-    """A context in which our trainers' ``build_network_architecture`` builds the training form
-    (kept for callers of the old API; ``adapter.build_network(..., form='training')`` is the way)."""
-    from rep3d_nnunet.nnunet.trainers import training_form as rep3d_training_form
-
-    return rep3d_training_form()
-
-
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """Read a checkpoint on the CPU (``adapter.read_checkpoint``: a clear error for an unreadable file)."""
     return read_checkpoint(path)

@@ -232,7 +232,7 @@ def _nnunet_trainer(name: str, base: type) -> Tuple[Optional[type], List[str]]:
             found = _trainer_in_module(importlib.import_module(f"nnunetv2.training.nnUNetTrainer.{info.name}"),
                                        name, base)
         except Exception as e:  # noqa: BLE001 -- a broken module must not end the search
-            skipped.append(f"nnunetv2.training.nnUNetTrainer.{info.name} ({type(e).__name__}: {e})")
+            skipped.append(f"nnunetv2.training.nnUNetTrainer.{info.name} ({type(e).__name__})")
             continue
         if found is not None:
             return found, skipped
@@ -244,7 +244,7 @@ def _nnunet_trainer(name: str, base: type) -> Tuple[Optional[type], List[str]]:
             found = recursive_find_python_class(os.path.join(root, info.name), name, package,
                                                 nnunetv2.__path__[0])
         except Exception as e:  # noqa: BLE001
-            skipped.append(f"{package} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            skipped.append(f"{package} ({type(e).__name__})")  # e.g. primus -> torchvision on CPU-only torch
             continue
         if found is not None and issubclass(found, base):
             return found, skipped
@@ -255,7 +255,7 @@ def _nnunet_trainer(name: str, base: type) -> Tuple[Optional[type], List[str]]:
             found = recursive_find_python_class(folder, name, None, base_folder=folder,
                                                 cleanup_imports_from_base_folder=True)
         except Exception as e:  # noqa: BLE001
-            skipped.append(f"nnUNet_extTrainer folder {folder} ({type(e).__name__}: {e})")
+            skipped.append(f"nnUNet_extTrainer folder {folder} ({type(e).__name__})")
             continue
         if found is not None and issubclass(found, base):
             return found, skipped
@@ -287,7 +287,7 @@ def find_trainer_class(name: str) -> type:
     found, skipped = _nnunet_trainer(name, nnUNetTrainer)
     if found is not None:
         return found
-    note = f" (not searched, their import failed: {'; '.join(skipped)})" if skipped else ""
+    note = f" (not searched, their import fails here: {', '.join(skipped)})" if skipped else ""
     raise TrainerNotFoundError(
         f"trainer class {name!r} not found: not in rep3d_nnunet, not in the registered user trainer folders "
         f"({', '.join(user_dirs) or 'none'}), not in nnunetv2's trainers{note}. If it is your own trainer, "
