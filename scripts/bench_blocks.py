@@ -17,29 +17,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from typing import Callable, Dict, List
 
 import torch
 
 from rep3d_nnunet import Rep3DBlock, reparameterize_model
+from rep3d_nnunet.benchmark.timing import measure
 
 PAPER_STAGES = [(48, 48), (96, 24), (192, 12), (384, 6)]   # (channels, spatial size) at a 96^3 patch
 QUICK_STAGES = [(8, 16), (16, 8)]
 
 
-def timed(fn: Callable[[], None], runs: int, warmup: int = 1) -> Dict[str, float]:
-    """Median wall and process-CPU seconds of ``fn`` over ``runs`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(runs):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu)}
+def timed(fn: Callable[[], None], runs: int) -> Dict[str, float]:
+    """Median wall and process-CPU seconds of ``fn`` (``rep3d_nnunet.benchmark.timing.measure``)."""
+    m = measure(fn, runs)
+    return {"wall_s": m["wall_s"], "cpu_s": m["cpu_s"]}
 
 
 def bench_stage(channels: int, size: int, kernel: int, batch: int, runs: int) -> List[dict]:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 
+from rep3d_nnunet.benchmark import timing
 from rep3d_nnunet.ops import dwconv3d
 from rep3d_nnunet.ops.direct_dwconv import direct_dwconv3d
 from rep3d_nnunet.ops.dispatch import choose_path, crop_slices, dwconv_path
@@ -35,28 +34,11 @@ KERNELS = [7, 13, 21]
 PEAK_GFLOPS_PER_CORE = 245.0  # this CPU's fp32 FMA peak (PERF_NOTES.md)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(fn: Callable[[], None], runs: int, warmup: int, device: torch.device,
             budget_s: float = float("inf")) -> Dict[str, float]:
     """Median thread-CPU and wall milliseconds of ``fn`` over ``runs`` runs (stop early past budget_s)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    cpu, wall = [], []
-    start = time.perf_counter()
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        fn()
-        _sync(device)
-        cpu.append((time.thread_time() - c0) * 1e3)
-        wall.append((time.perf_counter() - t0) * 1e3)
-        if time.perf_counter() - start > budget_s:
-            break
-    return {"cpu_ms": statistics.median(cpu), "wall_ms": statistics.median(wall), "runs": len(wall)}
+    m = timing.measure(fn, runs, warmup, timing.device_sync(device), budget_s)
+    return {"cpu_ms": m["thread_cpu_s"] * 1e3, "wall_ms": m["wall_s"] * 1e3, "runs": m["runs"]}
 
 
 def _step(conv: Callable, x: torch.Tensor, w: torch.Tensor, backward: bool) -> Callable[[], None]:

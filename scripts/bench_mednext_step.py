@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Seconds per training iteration and peak memory of MONAI's MedNeXt (the benchmark's MedNeXt rows).
 
-Same step as ``scripts/bench_train_step.py`` (forward with deep-supervision heads, cross
+Same step and timer as ``scripts/bench_train_step.py`` (``rep3d_nnunet.benchmark.timing``) (forward with deep-supervision heads, cross
 entropy on the full-resolution output, backward, AdamW step; AMP on CUDA), so its numbers
 sit beside that script's ResEnc M and Rep3D rows. Needs only torch and monai.
 Multiply seconds/iteration by 250 x 1000 for nnU-Net's full schedule (one fold).
@@ -15,7 +15,7 @@ import argparse
 import torch
 from monai.networks.nets.mednext import create_mednext
 
-from bench_train_step import make_train_step, timed  # scripts/ is on sys.path when run as a script
+from rep3d_nnunet.benchmark.timing import make_train_step, measure
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
 
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        s = timed(make_train_step(net, opt, x, target, amp=cuda), args.runs, sync)
+        s = measure(make_train_step(net, opt, x, target, amp=cuda), args.runs, sync=sync)["wall_s"]
         peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
         params = sum(q.numel() for q in net.parameters()) / 1e6
         print(f"{'MedNeXt ' + size + ' k' + k:<16}{params:>9.1f}{s:>12.3f}{s * 250 * 1000 / 3600:>11.1f}{peak:>10.2f}",

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from typing import Callable, Dict, List
 
 import torch
 from torch import nn
 
+from rep3d_nnunet.benchmark.timing import make_train_step, measure
 from rep3d_nnunet.deploy import reparameterize_model
 from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
 
@@ -50,31 +49,9 @@ def build(arch: dict, in_ch: int, n_cls: int, deep_supervision: bool = True) -> 
     return net
 
 
-def make_train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
-                    amp: bool) -> Callable[[], None]:
-    """One training iteration: forward (deep-supervision heads ride along), cross entropy on the
-    full-resolution output, backward, optimiser step; autocast when ``amp``."""
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(x.device.type, enabled=amp):
-            outs = net(x)
-            out = outs[0] if isinstance(outs, (list, tuple)) else outs
-            loss = nn.functional.cross_entropy(out.float(), target)
-        loss.backward()
-        opt.step()
-    return step
-
-
 def timed(fn: Callable[[], None], runs: int, sync: Callable[[], None]) -> float:
-    fn()
-    sync()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    """Median wall seconds of ``fn`` after one warm-up run (``rep3d_nnunet.benchmark.timing.measure``)."""
+    return measure(fn, runs, warmup=1, sync=sync)["wall_s"]
 
 
 def main() -> None:

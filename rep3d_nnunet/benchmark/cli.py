@@ -6,7 +6,6 @@ Expected failures print one line (or the guard's list) and exit 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -175,13 +174,8 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Standalone entry (``python -m rep3d_nnunet.benchmark.cli``), same as ``rep3d-nnunet benchmark``."""
+    """``benchmark ...`` from Python (tests, scripts): the same as ``rep3d-nnunet benchmark ...``."""
     parser = argparse.ArgumentParser(prog="rep3d-nnunet")
     add_benchmark_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args) or 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The one timer of the benchmark scripts (``scripts/bench_*.py``) and the training step they time.
+
+``measure`` runs a callable a few times and reports medians of wall time, process CPU
+time and thread CPU time (on a shared CPU machine the thread CPU time is the steadier
+number; wall time is what a GPU user sees). ``sync`` makes asynchronous devices finish
+before each clock is read.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """A function that waits for ``device`` to finish its queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def measure(fn: Callable[[], None], runs: int, warmup: int = 1, sync: Optional[Callable[[], None]] = None,
+            budget_s: float = float("inf")) -> Dict[str, float]:
+    """Medians over ``runs`` runs of ``fn`` after ``warmup`` runs (stopping early once ``budget_s`` is spent).
+
+    Returns ``{"wall_s", "cpu_s" (process CPU), "thread_cpu_s", "runs"}``, times in seconds.
+    """
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    wall, cpu, thread = [], [], []
+    start = time.perf_counter()
+    for _ in range(max(1, runs)):
+        w0, c0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
+        fn()
+        sync()
+        thread.append(time.thread_time() - t0)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu),
+            "thread_cpu_s": statistics.median(thread), "runs": len(wall)}
+
+
+def make_train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+                    amp: bool) -> Callable[[], None]:
+    """One training iteration: forward (deep-supervision heads ride along), cross entropy on the
+    full-resolution output, backward, optimiser step; autocast when ``amp``."""
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, enabled=amp):
+            outs = net(x)
+            out = outs[0] if isinstance(outs, (list, tuple)) else outs
+            loss = nn.functional.cross_entropy(out.float(), target)
+        loss.backward()
+        opt.step()
+    return step
