@@ -136,6 +136,38 @@ def test_foreign_files_and_bad_folders_are_refused(fake_tree, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not fake_tree["trainers"].exists()
 
 
+def test_use_ext_trainer_leaves_user_folders_to_nnunet_where_its_search_works(fake_tree, tmp_path, monkeypatch,
+                                                                              capsys):
+    user = tmp_path / "user"
+    user.mkdir()
+    monkeypatch.setattr(R, "stock_trainer_search_works", lambda: (False, "RuntimeError: torchvision"))
+    assert main(["register", "--user-trainers", str(user), "--use-ext-trainer"]) == 1
+    assert "nnU-Net's own trainer search fails on this install" in capsys.readouterr().err
+    assert not fake_tree["trainers"].exists()
+    monkeypatch.setattr(R, "stock_trainer_search_works", lambda: (True, ""))
+    assert main(["register", "--user-trainers", str(user), "--use-ext-trainer"]) == 0
+    assert f"export nnUNet_extTrainer={user}" in capsys.readouterr().out
+    assert R.registered_user_dirs() == []   # not recorded: nnU-Net's own mechanism finds them
+
+
+def test_the_probe_sees_that_the_stock_search_fails_on_this_cpu_torch():
+    """The stock search breaks at primus here (CPU-only torch); if this machine's torchvision matches, it works."""
+    works, why = R.stock_trainer_search_works()
+    # what primus needs (timm -> torchvision), imported in a fresh process: a failed import is not undone
+    torchvision_ok = subprocess.run([sys.executable, "-c", "import torchvision.ops"], capture_output=True,
+                                    timeout=300).returncode == 0
+    assert works == torchvision_ok and (works or "torchvision" in why), why
+
+
+def test_an_upgrade_keeps_the_user_folders_of_an_old_shim(fake_tree, tmp_path):
+    user = tmp_path / "old"
+    user.mkdir()
+    fake_tree["trainers"].write_text(f"{R.MARKER}: old format\nUSER_TRAINER_DIRS = [{str(user)!r}]\n")
+    assert R.registered_user_dirs() == [str(user)]
+    R.register()
+    assert _record(fake_tree["trainers"])["user_trainer_dirs"] == [str(user)]
+
+
 def test_status_reports_each_shim(fake_tree, capsys):
     assert main(["status"]) == 0
     assert capsys.readouterr().out.count("absent") == 2

@@ -93,8 +93,25 @@ def _record_text(classes: Dict[str, dict], user_dirs: Sequence[str] = ()) -> str
 
 def registered_user_dirs() -> List[str]:
     """The user trainer folders in the current trainer record ([] if not registered)."""
-    record = _read_record(record_path(shim_paths()["trainers"])) or {}
-    return list(record.get("user_trainer_dirs", []))
+    shim = shim_paths()["trainers"]
+    record = _read_record(record_path(shim))
+    if record is None and _is_ours(shim):
+        return _legacy_user_dirs(shim)
+    return list((record or {}).get("user_trainer_dirs", []))
+
+
+def _legacy_user_dirs(shim: Path) -> List[str]:
+    """The folders of a shim written by rep3d-nnunet <= 0.1 (a ``USER_TRAINER_DIRS = [...]`` line), so that
+    registering again after an upgrade keeps them."""
+    import ast
+
+    for line in shim.read_text().splitlines():
+        if line.startswith("USER_TRAINER_DIRS = "):
+            try:
+                return [str(d) for d in ast.literal_eval(line.split("=", 1)[1].strip())]
+            except (ValueError, SyntaxError):
+                return []
+    return []
 
 
 def find_user_trainer(name: str) -> Optional[type]:
