@@ -117,7 +117,9 @@ def test_lrbm_mask_picture_at_initialisation_is_the_prior(tmp_path):
 
 
 def test_a_changed_generator_shows_as_a_deviation_from_the_prior():
-    encoder = Rep3DEncoder(1, (4,), depths=1, kernel_sizes=7, strides=1, mask="lrbm")
+    # additive form: a constant bias of the last conv is a constant shift of M (the bounded
+    # 'lrbm' pins the centre, so a constant shift does nothing there)
+    encoder = Rep3DEncoder(1, (4,), depths=1, kernel_sizes=7, strides=1, mask="lrbm_additive")
     with torch.no_grad():
         encoder.stages[0][0].conv.mask.generator.conv2.bias.fill_(0.25)
     [info] = mask_infos(encoder)

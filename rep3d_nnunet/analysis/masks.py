@@ -1,10 +1,14 @@
-"""What the masks of a Rep3D model look like: M, the SGD learning-rate field M^2, and M against the prior.
+"""What the masks of a Rep3D model look like: M beside the prior P, M - P, and M's radial profile.
 
-For every ``ReparamDWConv3d`` with a mask (modes 'lrbm' and 'prior'), M = P + f_theta(P)
-(or P) is evaluated once. Plain SGD moves the effective kernel W (.) M at a per-tap
-rate proportional to M^2, so the M^2 picture is the learning-rate field. A deployed
-model has folded W (.) M into plain depthwise kernels: there is no mask left to show,
-and ``describe_no_masks`` says so.
+For every ``ReparamDWConv3d`` with a mask (the learned modes 'lrbm', 'lrbm_power',
+'lrbm_additive', and 'prior'), M is evaluated once (``rep3d_nnunet.mask``). Plain SGD
+moves the effective kernel W (.) M at a per-tap rate proportional to M^2 (the
+learning-rate field, drawn in the radial profile). The bounded modes keep 0 < M <= 1
+with the centre at 1, so M is drawn on the prior's [0, 1] scale; a mask that leaves it
+(the unbounded 'lrbm_additive' ablation, or an old checkpoint) is drawn on a diverging
+scale centred at 0, so negative taps stay visible. A deployed model has folded W (.) M
+into plain depthwise kernels: there is no mask left to show, and ``describe_no_masks``
+says so.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from rep3d_nnunet.analysis.erf import format_table
 from rep3d_nnunet.analysis.loading import (CHECKPOINT, load_checkpoint, load_trained_model,
                                            model_folder_of_checkpoint, state_dict_of)
 from rep3d_nnunet.conv import ReparamDWConv3d
-from rep3d_nnunet.mask import KernelMask
+from rep3d_nnunet.mask import LEGACY_MODE, LEARNED_MODES, KernelMask, recorded_mode
 from rep3d_nnunet.prior import distance_prior
 
 DEPLOYED_MESSAGE = ("deployed model: its masks are folded into plain depthwise kernels (W * M was computed once "
@@ -88,6 +92,8 @@ _GEN_KEY = re.compile(r"^(?P<prefix>.*)mask\.generator\.conv1\.weight$")
 def mask_infos_from_state_dict(state_dict: Dict[str, torch.Tensor], beta: float = 1.0) -> List[MaskInfo]:
     """LRBM masks rebuilt from weights alone (no network class needed).
 
+    The mode is the checkpoint's record (``<prefix>mask._extra_state``); weights without
+    one were trained by rep3d-nnunet <= 0.1, whose learned mask was the additive form.
     The prior is not stored (it is a function of kernel size and beta), so ``beta`` is
     assumed; 'prior'-mode masks hold no weights and cannot be found this way.
     """
@@ -102,12 +108,19 @@ def mask_infos_from_state_dict(state_dict: Dict[str, torch.Tensor], beta: float 
             continue
         gen = {k[len(p + "mask.generator."):]: v for k, v in state_dict.items() if k.startswith(p + "mask.generator.")}
         hidden, out = gen["conv1.weight"].shape[0], gen["conv2.weight"].shape[0]
-        km = KernelMask(weight.shape[0], tuple(weight.shape[2:]), "lrbm", beta, per_channel=out > 1,
+        record = state_dict.get(p + "mask._extra_state")
+        mode = LEGACY_MODE if record is None else recorded_mode(record)
+        if mode not in LEARNED_MODES:
+            raise ValueError(f"{p}mask: generator weights under mask mode {mode!r}, which has no generator: "
+                             "a corrupt or hand-edited state dict")
+        km = KernelMask(weight.shape[0], tuple(weight.shape[2:]), mode, beta, per_channel=out > 1,
                         hidden_channels=hidden)
         km.generator.load_state_dict(gen)
-        infos.append(MaskInfo(p.rstrip(".") or "conv", "lrbm", mask_of(km),
-                              distance_prior(km.kernel_size, beta, torch.float64).numpy(), beta,
-                              note=f"from weights alone, beta assumed {beta}"))
+        note = f"from weights alone, beta assumed {beta}"
+        if record is None:
+            note += "; no mask-mode record: rep3d-nnunet <= 0.1's unbounded (additive) LRBM"
+        infos.append(MaskInfo(p.rstrip(".") or "conv", mode, mask_of(km),
+                              distance_prior(km.kernel_size, beta, torch.float64).numpy(), beta, note=note))
     return infos
 
 
@@ -147,7 +160,11 @@ def masks_of_path(path: str, fold: Union[int, str, None] = None,
     state_dict = state_dict_of(load_checkpoint(path))
     infos = mask_infos_from_state_dict(state_dict)
     if infos:
-        return infos, "masks rebuilt from the weights alone (beta assumed 1.0; fixed-prior masks are not listed)"
+        message = "masks rebuilt from the weights alone (beta assumed 1.0; fixed-prior masks are not listed)"
+        if any(i.mode == LEGACY_MODE and "no mask-mode record" in i.note for i in infos):
+            message += ("; no mask-mode record: trained by rep3d-nnunet <= 0.1, drawn as its unbounded "
+                        "(additive) LRBM, M = P + f(P)")
+        return infos, message
     return [], DEPLOYED_MESSAGE if state_dict_looks_deployed(state_dict) else NO_MASK_MESSAGE
 
 
@@ -164,31 +181,66 @@ def radial_profile(volume: np.ndarray, bin_width: float = 1.0) -> Tuple[np.ndarr
 
 
 def mask_stats(info: MaskInfo) -> Dict[str, float]:
-    """Numbers for the table: M at the centre and at the face centres (edge), the M^2 edge/centre
-    learning-rate ratio, and the largest deviation from the prior."""
+    """Numbers for the table: M at the centre and at the face centres (edge), M's minimum and maximum
+    over all taps and channels, the M^2 edge/centre learning-rate ratio, the largest deviation
+    from the prior, and the smallest M / P (a tap whose mask died has M / P -> 0)."""
     m = info.mean_mask
     c = tuple(s // 2 for s in m.shape)
     edge = np.mean([m[(0,) + c[1:]], m[(-1,) + c[1:]], m[c[0], 0, c[2]], m[c[0], -1, c[2]],
                     m[c[:2] + (0,)], m[c[:2] + (-1,)]])
     centre = m[c]
-    return {"centre": float(centre), "edge": float(edge),
+    return {"centre": float(centre), "edge": float(edge), "min": float(info.mask.min()),
+            "max": float(info.mask.max()),
             "lr_ratio": float(edge ** 2 / centre ** 2) if centre != 0 else float("nan"),
-            "max_dev": float(np.abs(info.mask - info.prior[None]).max())}
+            "max_dev": float(np.abs(info.mask - info.prior[None]).max()),
+            "min_ratio": float((info.mask / info.prior[None]).min())}
 
 
 def mask_table(infos: Sequence[MaskInfo]) -> str:
-    """One row per block: mode, kernel, M centre / edge, M^2 edge:centre, max |M - P|."""
-    head = ["block", "mode", "kernel", "M centre", "M edge", "M^2 edge/centre", "max |M-P|"]
+    """One row per block: mode, kernel, M centre / edge / min / max, M^2 edge:centre, max |M - P|, min M/P."""
+    head = ["block", "mode", "kernel", "M centre", "M edge", "M min", "M max", "M^2 edge/centre", "max |M-P|",
+            "min M/P"]
     rows = []
     for i in infos:
         s = mask_stats(i)
         rows.append([i.name, i.mode, "x".join(map(str, i.kernel_size)), f"{s['centre']:.3f}", f"{s['edge']:.3f}",
-                     f"{s['lr_ratio']:.4f}", f"{s['max_dev']:.2e}"])
+                     f"{s['min']:.3g}", f"{s['max']:.3g}", f"{s['lr_ratio']:.4f}", f"{s['max_dev']:.2e}",
+                     f"{s['min_ratio']:.3g}"])
     return format_table(head, rows)
 
 
+def mask_colour_scale(mask: np.ndarray) -> Tuple[str, float, float]:
+    """(colormap, vmin, vmax) for drawing M: the prior's [0, 1] scale (viridis) while M stays in it, else a
+    diverging scale symmetric about 0 (negative taps blue, positive red) covering all of M."""
+    low, high = float(mask.min()), float(mask.max())
+    if low >= 0 and high <= 1 + 1e-6:
+        return "viridis", 0.0, 1.0
+    lim = max(abs(low), abs(high), 1.0)
+    return "RdBu_r", -lim, lim
+
+
+def draw_radial_profile(ax, info: MaskInfo) -> None:
+    """M per distance shell (mean, min-max band), M^2 (the SGD learning-rate field) and the prior P."""
+    m = info.mean_mask
+    r, mean, low, high = radial_profile(m)
+    ax.fill_between(r, low, high, alpha=0.3, label="M (min-max per shell)")
+    ax.plot(r, mean, "o-", ms=3, label="M (mean per shell)")
+    ax.plot(r, radial_profile(m ** 2)[1], "s-", ms=2, lw=0.8, label="M² (SGD lr field)")
+    # the prior binned like M, so an unchanged mask lies exactly on it
+    ax.plot(r, radial_profile(info.prior)[1], "k--", lw=1, label=f"prior P (beta={info.beta:g})")
+    if low.min() < 0:
+        ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("distance from centre tap (taps)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6)
+
+
 def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None, dpi: int = 80) -> str:
-    """One row per block: central axial slice of M, of M^2, of M - P, and the radial profile with P overlaid."""
+    """One row per block: central axial slice of P and of M on the same scale, M - P, and the radial profile.
+
+    M shares the prior's [0, 1] colour scale while it stays in it (every bounded mode does);
+    otherwise both are drawn on a diverging scale about 0 that shows negative taps.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -200,28 +252,22 @@ def plot_masks(infos: Sequence[MaskInfo], path: str, title: Optional[str] = None
         m = info.mean_mask
         z = m.shape[0] // 2
         dev = m - info.prior
+        cmap, vmin, vmax = mask_colour_scale(info.mask)
         # a floor, so float rounding (M == P at initialisation) shows as flat, not as noise
         lim = max(float(np.abs(dev).max()), 1e-3)
-        panels = [("M", m[z], "viridis", 0, max(1.0, float(m.max()))),
-                  ("M² (SGD learning-rate field)", m[z] ** 2, "viridis", 0, max(1.0, float((m ** 2).max()))),
-                  ("M - P", dev[z], "coolwarm", -lim, lim)]
-        for ax, (label, img, cmap, vmin, vmax) in zip(row[:3], panels):
-            im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        s = mask_stats(info)
+        panels = [(f"prior P (beta={info.beta:g})", info.prior[z], cmap, vmin, vmax),
+                  (f"M ({info.mode}): centre {s['centre']:.3g}, min {s['min']:.3g}, max {s['max']:.3g}", m[z],
+                   cmap, vmin, vmax),
+                  (f"M - P (max |M-P| {s['max_dev']:.2g})", dev[z], "coolwarm", -lim, lim)]
+        for ax, (label, img, cm, lo, hi) in zip(row[:3], panels):
+            im = ax.imshow(img, cmap=cm, vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_title(f"{info.name}\n{label}, central slice", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, shrink=0.8)
-        ax = row[3]
-        r, mean, low, high = radial_profile(m)
-        ax.fill_between(r, low, high, alpha=0.3, label="M (min-max per shell)")
-        ax.plot(r, mean, "o-", ms=3, label="M (mean per shell)")
-        ax.plot(r, radial_profile(m ** 2)[1], "s-", ms=2, lw=0.8, label="M² (mean per shell)")
-        # the prior binned like M, so an unchanged mask lies exactly on it
-        ax.plot(r, radial_profile(info.prior)[1], "k--", lw=1, label=f"prior P (beta={info.beta:g})")
-        ax.set_xlabel("distance from centre tap (taps)", fontsize=7)
-        ax.set_title(f"{info.mode}, kernel {'x'.join(map(str, info.kernel_size))}", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.legend(fontsize=6)
+        draw_radial_profile(row[3], info)
+        row[3].set_title(f"{info.mode}, kernel {'x'.join(map(str, info.kernel_size))}", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
     if title:
         fig.suptitle(title, fontsize=9)
