@@ -60,3 +60,33 @@ def make_train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
         loss.backward()
         opt.step()
     return step
+
+
+def resenc_m_arch(n_stages: int) -> dict:
+    """nnU-Net's ResEnc M architecture block for an isotropic 3D patch (the planner's output shape).
+
+    The geometry every step benchmark shares: Rep3D's twin of it comes from
+    ``rep3d_nnunet.nnunet.architecture.rep3d_architecture`` (what the planner does).
+    """
+    features = [min(32 * 2 ** i, 320) for i in range(n_stages)]
+    return {"network_class_name": "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+            "arch_kwargs": {
+                "n_stages": n_stages, "features_per_stage": features, "conv_op": nn.Conv3d,
+                "kernel_sizes": [[3, 3, 3]] * n_stages, "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n_stages - 1),
+                "n_blocks_per_stage": [1, 3, 4, 6, 6, 6, 6][:n_stages],
+                "n_conv_per_stage_decoder": [1] * (n_stages - 1), "conv_bias": True,
+                "norm_op": nn.InstanceNorm3d, "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+                "dropout_op": None, "dropout_op_kwargs": None, "nonlin": nn.LeakyReLU,
+                "nonlin_kwargs": {"inplace": True}}}
+
+
+def build_from_arch(arch: dict, input_channels: int, num_classes: int, deep_supervision: bool = True) -> nn.Module:
+    """The network an architecture block names, built and initialised as ``get_network_from_plans`` does."""
+    import pydoc
+
+    cls = pydoc.locate(arch["network_class_name"])
+    net = cls(input_channels=input_channels, num_classes=num_classes, deep_supervision=deep_supervision,
+              **arch["arch_kwargs"])
+    if hasattr(net, "initialize"):
+        net.apply(net.initialize)
+    return net
