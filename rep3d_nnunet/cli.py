@@ -12,13 +12,9 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
-from rep3d_nnunet.nnunet.adapter import (CheckpointError, ConsoleScriptError, NnUNetEnvironmentError,
+from rep3d_nnunet.nnunet.adapter import (CheckpointError, ConsoleScriptError, NnUNetEnvironmentError, PlanError,
                                          TrainerNotFoundError)
 from rep3d_nnunet.nnunet.registration import RegistrationError
-
-
-class PlanError(RuntimeError):
-    """``rep3d-nnunet plan`` cannot run as asked."""
 
 
 def _cli_errors() -> tuple:
@@ -95,32 +91,12 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-preprocessor_name", default="DefaultPreprocessor")
 
     def run(args: argparse.Namespace) -> None:
-        import inspect
-        import os
+        from rep3d_nnunet.nnunet.adapter import plan_experiment
 
-        from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-
-        from rep3d_nnunet.nnunet import planner as planners
-        from rep3d_nnunet.nnunet.adapter import dataset_id, preprocessed_dataset_folder
-
-        known = sorted(n for n, c in vars(planners).items()
-                       if inspect.isclass(c) and issubclass(c, ExperimentPlanner) and c.__module__ == planners.__name__)
-        cls = getattr(planners, args.planner, None)
-        if args.planner not in known or cls is None:
-            raise PlanError(f"unknown planner {args.planner!r}; ours: {', '.join(known)} (nnU-Net's own planners: "
-                            "nnUNetv2_plan_experiment -pl NAME)")
-        folder = preprocessed_dataset_folder(args.dataset)
-        if not (folder / "dataset_fingerprint.json").is_file():
-            raise PlanError(f"{folder / 'dataset_fingerprint.json'} does not exist: run "
-                            f"nnUNetv2_plan_and_preprocess -d {args.dataset} -c 3d_fullres first")
-        if os.environ.get("nnUNet_n_proc_DA", "").strip() == "0":
-            del os.environ["nnUNet_n_proc_DA"]  # the planner hands it to torch.set_num_threads, which rejects 0
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
-
-        _, plans_identifier = plan_experiment_dataset(dataset_id(args.dataset), cls, args.gpu_memory_target,
-                                                      args.preprocessor_name, None, args.overwrite_plans_name)
-        print(f"wrote {folder / (plans_identifier + '.json')}\ntrain with: nnUNetv2_train {args.dataset} 3d_fullres "
-              f"FOLD -tr nnUNetTrainerRep3D -p {plans_identifier}")
+        path = plan_experiment(args.dataset, args.planner, args.gpu_memory_target, args.overwrite_plans_name,
+                               args.preprocessor_name)
+        print(f"wrote {path}\ntrain with: nnUNetv2_train {args.dataset} 3d_fullres FOLD -tr nnUNetTrainerRep3D "
+              f"-p {path.stem}")
     p.set_defaults(func=run)
 
 

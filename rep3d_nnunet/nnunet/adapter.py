@@ -41,6 +41,10 @@ class TrainerNotFoundError(LookupError):
     """No trainer class of that name in our package, the registered user folders or nnunetv2."""
 
 
+class PlanError(RuntimeError):
+    """Our planner cannot run as asked (unknown planner, no fingerprint yet)."""
+
+
 # ---------------------------------------------------------------- environment paths and datasets
 
 def check_nnunet_environment(*names: str) -> None:
@@ -331,6 +335,46 @@ def nnunet_finds_planner(name: str) -> type:
                                    "`rep3d-nnunet register`, or plan with `rep3d-nnunet plan -pl NAME` (no "
                                    "registration needed)")
     return cls
+
+
+# ---------------------------------------------------------------- planning with our planners
+
+def our_planner(name: str) -> type:
+    """The planner class ``name`` of ``rep3d_nnunet.nnunet.planner``; ``PlanError`` listing ours otherwise."""
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+
+    from rep3d_nnunet.nnunet import planner as planners
+
+    ours = {n: c for n, c in vars(planners).items()
+            if inspect.isclass(c) and issubclass(c, ExperimentPlanner) and c.__module__ == planners.__name__}
+    if name not in ours:
+        raise PlanError(f"unknown planner {name!r}; ours: {', '.join(sorted(ours))} (nnU-Net's own planners: "
+                        "nnUNetv2_plan_experiment -pl NAME)")
+    return ours[name]
+
+
+def plan_experiment(dataset: Union[str, int], planner: str = "nnUNetPlannerRep3D",
+                    gpu_memory_target_in_gb: Optional[float] = None, plans_name: Optional[str] = None,
+                    preprocessor_name: str = "DefaultPreprocessor") -> Path:
+    """Plan ``dataset`` with our planner class through nnU-Net's ``plan_experiment_dataset`` (the function behind
+    ``nnUNetv2_plan_experiment``), the class passed directly: no registration involved. Returns the plans file."""
+    cls = our_planner(planner)
+    folder = preprocessed_dataset_folder(dataset)
+    if not (folder / "dataset_fingerprint.json").is_file():
+        raise PlanError(f"{folder / 'dataset_fingerprint.json'} does not exist: run "
+                        f"nnUNetv2_plan_and_preprocess -d {dataset} -c 3d_fullres first")
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
+
+    n_proc_da = os.environ.get("nnUNet_n_proc_DA")
+    if (n_proc_da or "").strip() == "0":  # the planner hands it to torch.set_num_threads, which rejects 0
+        del os.environ["nnUNet_n_proc_DA"]
+    try:
+        _, plans_identifier = plan_experiment_dataset(dataset_id(dataset), cls, gpu_memory_target_in_gb,
+                                                      preprocessor_name, None, plans_name)
+    finally:
+        if n_proc_da is not None:
+            os.environ["nnUNet_n_proc_DA"] = n_proc_da
+    return folder / f"{plans_identifier}.json"
 
 
 # ---------------------------------------------------------------- the predictor's network
