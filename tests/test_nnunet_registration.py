@@ -173,7 +173,14 @@ def test_status_reports_each_shim(fake_tree, capsys):
     assert capsys.readouterr().out.count("absent") == 2
     R.register()
     assert main(["status"]) == 0
-    assert capsys.readouterr().out.count("registered (") == 2
+    out = capsys.readouterr().out
+    assert out.count("registered (") == 2 and "run `rep3d-nnunet register` again" not in out
+    record = R.record_path(fake_tree["trainers"])
+    data = json.loads(record.read_text())
+    del data["classes"]["nnUNetTrainerRep3D"]   # as written by an older version without that class
+    record.write_text(json.dumps(data))
+    assert main(["status"]) == 0
+    assert "1 of our classes are not (or not so) in the record (e.g. nnUNetTrainerRep3D)" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- on a private nnunetv2 copy

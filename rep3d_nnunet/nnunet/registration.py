@@ -323,12 +323,18 @@ def unregister() -> List[Path]:
 def status() -> Dict[str, Optional[str]]:
     """For each shim: 'registered (N classes)', 'outdated', 'foreign file' or 'absent'; plus the user folders."""
     out: Dict[str, Optional[str]] = {}
+    current = {"trainers": our_trainers, "planners": our_planners}
     for key, path in shim_paths().items():
         record = _read_record(record_path(path))
         if _is_ours(path):
-            n = len((record or {}).get("classes", {}))
+            recorded = (record or {}).get("classes", {})
+            # ours now vs what the record lists (a newer rep3d-nnunet may have new classes, or moved them)
+            missing = sorted(n for n, e in current[key]().items() if recorded.get(n) != e)
             stale = " -- outdated, run `rep3d-nnunet register` again" if path.read_text() != shim_text() else ""
-            out[key] = f"registered ({path}, {n} classes){stale}"
+            if missing:
+                stale += (f" -- {len(missing)} of our classes are not (or not so) in the record "
+                          f"(e.g. {missing[0]}): run `rep3d-nnunet register` again")
+            out[key] = f"registered ({path}, {len(recorded)} classes){stale}"
         else:
             out[key] = f"foreign file ({path})" if path.exists() else f"absent ({path})"
     out["user trainer folders"] = ", ".join(registered_user_dirs()) or "none"
