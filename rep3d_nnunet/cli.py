@@ -123,12 +123,24 @@ def _add_plans(sub: argparse._SubParsersAction) -> None:
               f"-p {path.stem}")
     m.set_defaults(func=run)
 
-    from rep3d_nnunet.nnunet.baselines.plans import configure_divisible_parser
-
-    configure_divisible_parser(plans_sub.add_parser(
+    d = plans_sub.add_parser(
         "divisible", help="write plans whose patch size the MONAI baselines accept (same preprocessed data)",
         description="Write plans (a copy of existing plans, same preprocessed data) whose 3D patch sizes the "
-                    "baseline networks accept. Give the trainers (-tr) or the factor (--multiple)."))
+                    "baseline networks accept. Give the trainers (-tr) or the factor (--multiple).")
+    d.add_argument("-d", "--dataset", required=True, help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
+    d.add_argument("-tr", "--trainers", nargs="+", default=[], help="baseline trainer names; factor = their LCM")
+    d.add_argument("--multiple", type=int, default=None, help="explicit factor instead of -tr")
+    d.add_argument("--source-plans", default="nnUNetPlans", help="plans to copy (default nnUNetPlans)")
+    d.add_argument("--plans-name", default=None, help="name of the new plans (default <source>_div<factor>)")
+    d.add_argument("--round", dest="rounding", choices=("up", "down"), default="up",
+                   help="round the patch up (more context and memory; default) or down")
+    d.add_argument("-c", "--configurations", nargs="+", default=None, help="only these configurations")
+
+    def divisible(args: argparse.Namespace) -> int:
+        from rep3d_nnunet.nnunet.baselines.plans import run_divisible  # imports MONAI: only when it runs
+
+        return run_divisible(args)
+    d.set_defaults(func=divisible)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

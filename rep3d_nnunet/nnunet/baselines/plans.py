@@ -89,20 +89,6 @@ def write_divisible_plans(dataset: str, multiple: int, source_plans: str = "nnUN
     return target
 
 
-def configure_divisible_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``rep3d-nnunet plans divisible``."""
-    p.add_argument("-d", "--dataset", required=True, help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
-    p.add_argument("-tr", "--trainers", nargs="+", default=[], help="baseline trainer names; factor = their LCM")
-    p.add_argument("--multiple", type=int, default=None, help="explicit factor instead of -tr")
-    p.add_argument("--source-plans", default="nnUNetPlans", help="plans to copy (default nnUNetPlans)")
-    p.add_argument("--plans-name", default=None, help="name of the new plans (default <source>_div<factor>)")
-    p.add_argument("--round", dest="rounding", choices=("up", "down"), default="up",
-                   help="round the patch up (more context and memory; default) or down")
-    p.add_argument("-c", "--configurations", nargs="+", default=None, help="only these configurations")
-    p.set_defaults(func=run_divisible)
-    return p
-
-
 def run_divisible(args: argparse.Namespace) -> int:
     """Write the plans; bad input (unknown trainer, both or neither of -tr/--multiple) is a one-line error."""
     try:
