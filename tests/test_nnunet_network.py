@@ -7,6 +7,7 @@ from torch import nn
 
 from rep3d_nnunet.mask import LRBMGenerator
 from rep3d_nnunet.networks.unet import Rep3DUNet
+from rep3d_nnunet.nnunet import forms
 
 # small, anisotropic (stage 1 pools only in-plane), one block per stage
 KW = dict(input_channels=1, n_stages=3, features_per_stage=[4, 8, 16], strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]],
@@ -61,7 +62,7 @@ def test_deploy_form_loads_training_weights_and_matches(variant):
         for p in training.parameters():
             p.add_(0.01 * torch.randn_like(p))
     training.eval()
-    deployed = Rep3DUNet(**{**KW, **VARIANTS[variant], "deploy": True}).eval()
+    deployed = forms.rep3d_unet(form="deploy", **{**KW, **VARIANTS[variant]}).eval()
     state = training.state_dict()
     needs_folding = set(state) != set(deployed.state_dict())  # False for UX-Net without mask: same layout
     deployed.load_state_dict(state)
@@ -70,13 +71,20 @@ def test_deploy_form_loads_training_weights_and_matches(variant):
     with torch.no_grad():
         ref, out = training(x).softmax(1), deployed(x).softmax(1)
     assert (ref - out).abs().max() <= 1e-5
-    deployed.load_state_dict(state)  # the predictor reloads the same dict per case: folded once, cached
-    assert len(deployed._deploy_cache) == int(needs_folding)
+    deployed.load_state_dict(state)  # the predictor reloads the same dict per case: folded once, reused
+    assert forms.fold_count(deployed) == int(needs_folding)
     deployed.load_state_dict(deployed.state_dict())  # deploy-form weights load as they are
+    assert forms.fold_count(deployed) == int(needs_folding)
+    if needs_folding:  # the same tensors changed in place (e.g. fine-tuned further): folded again
+        with torch.no_grad():
+            next(iter(state.values())).add_(1.0)
+        deployed.load_state_dict(state)
+        assert forms.fold_count(deployed) == 2
+    assert isinstance(Rep3DUNet(**{**KW, **VARIANTS[variant], "deploy": True}), Rep3DUNet)  # a plain module too
 
 
 def test_deploy_form_rejects_weights_of_another_network():
-    deployed = Rep3DUNet(**{**KW, "deploy": True})
+    deployed = forms.rep3d_unet(form="deploy", **KW)
     other = _net(features_per_stage=[4, 8, 32]).state_dict()
     with pytest.raises(RuntimeError, match="neither the deploy form nor the training form"):
         deployed.load_state_dict(other)

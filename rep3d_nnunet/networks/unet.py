@@ -8,14 +8,14 @@ in nnU-Net's ResEnc/plain U-Nets (plans' conv kernel sizes, InstanceNorm,
 LeakyReLU, deep supervision), so a comparison with ResEnc differs only in the encoder.
 
 A network built with ``deploy=True`` is the folded form (plain depthwise convs, no
-mask generator). It also accepts a *training-form* state dict in ``load_state_dict``
-and folds it on the way in; that is what lets nnU-Net's stock predictor, which
-always loads the checkpoint's training-form ``network_weights``, run the deploy form.
+mask generator); it loads deploy-form weights. Which form is built where, and how the
+predictor's deploy network takes the checkpoint's training-form weights (folded on
+load), is decided in one place: ``rep3d_nnunet.nnunet.forms``.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import List, Optional, Sequence, Type, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecod
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
-from rep3d_nnunet.deploy import reparameterize_model
 from rep3d_nnunet.encoder import Rep3DEncoder
 from rep3d_nnunet.prior import kernel_size_3d
 
@@ -39,7 +38,8 @@ class Rep3DUNet(nn.Module):
     every nnU-Net U-Net), ``dw_kernel_sizes`` (the encoder's depthwise kernel per
     stage, int or 3-tuple, odd), ``n_blocks_per_stage`` (encoder blocks per stage)
     and ``n_conv_per_stage_decoder``. ``block`` / ``mask`` / ``csla_small_kernel``
-    pick the variant (see ``rep3d_nnunet.encoder.Rep3DEncoder``).
+    pick the variant (see ``rep3d_nnunet.encoder.Rep3DEncoder``). ``deploy``: build the
+    folded form (see ``rep3d_nnunet.nnunet.forms`` for loading training-form weights).
     """
 
     def __init__(self, input_channels: int, n_stages: int, features_per_stage: Sequence[int],
@@ -53,8 +53,6 @@ class Rep3DUNet(nn.Module):
                  dropout_op: Optional[Type[nn.Module]] = None, dropout_op_kwargs: Optional[dict] = None,
                  nonlin: Optional[Type[nn.Module]] = nn.LeakyReLU, nonlin_kwargs: Optional[dict] = None,
                  deep_supervision: bool = False, deploy: bool = False) -> None:
-        # everything needed to rebuild this network in the other form (see load_state_dict)
-        init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         if conv_op is not nn.Conv3d:
             raise ValueError(f"Rep3DUNet is 3D only (conv_op must be torch.nn.Conv3d, got {conv_op}); "
@@ -63,7 +61,6 @@ class Rep3DUNet(nn.Module):
                           ("kernel_sizes", kernel_sizes), ("dw_kernel_sizes", dw_kernel_sizes)):
             if len(seq) != n_stages:
                 raise ValueError(f"{name} needs one entry per stage ({n_stages}), got {len(seq)}: {list(seq)}")
-        self._init_kwargs = init_kwargs
         self.deploy = deploy
 
         self.encoder = Rep3DEncoder(
@@ -82,7 +79,6 @@ class Rep3DUNet(nn.Module):
             norm_op=norm_op, norm_op_kwargs=norm_op_kwargs, dropout_op=dropout_op,
             dropout_op_kwargs=dropout_op_kwargs, nonlin=nonlin, nonlin_kwargs=nonlin_kwargs)
         self.decoder = UNetDecoder(decoder_spec, num_classes, n_conv_per_stage_decoder, deep_supervision)
-        self._deploy_cache: Dict[int, Tuple[dict, dict]] = {}
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         return self.decoder(self.encoder(x))
@@ -103,30 +99,6 @@ class Rep3DUNet(nn.Module):
         """
         if module is self:
             self.decoder.apply(InitWeights_He(1e-2))
-
-    # ---- deploy form ------------------------------------------------------------------------
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a state dict; a deploy-form network also accepts training-form weights and folds them."""
-        if self.deploy and set(state_dict.keys()) != set(self.state_dict().keys()):
-            state_dict = self._fold_training_state_dict(state_dict)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def _fold_training_state_dict(self, state_dict: dict) -> dict:
-        # nnU-Net's predictor re-loads the same dict object for every case and fold: fold each once.
-        cached = self._deploy_cache.get(id(state_dict))
-        if cached is not None and cached[0] is state_dict:
-            return cached[1]
-        kwargs = dict(self._init_kwargs, deploy=False)
-        training_form = type(self)(**kwargs)
-        try:
-            training_form.load_state_dict(state_dict)
-        except RuntimeError as e:
-            raise RuntimeError(
-                "these weights fit neither the deploy form nor the training form of this Rep3DUNet "
-                "(were they trained with other plans or another trainer variant?)\n" + str(e)) from e
-        folded = reparameterize_model(training_form.eval()).state_dict()
-        self._deploy_cache[id(state_dict)] = (state_dict, folded)  # keeps state_dict alive: ids stay unique
-        return folded
 
 
 def encoder_feature_map_size(encoder: Rep3DEncoder, input_size: Sequence[int]) -> np.int64:

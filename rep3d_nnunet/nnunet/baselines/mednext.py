@@ -30,14 +30,42 @@ from monai.networks.nets.mednext import create_mednext
 from torch import nn
 from torch._dynamo import OptimizedModule
 
-from rep3d_nnunet.nnunet.baselines.common import (OptimiserRecipe, TinySchedule, make_trainer,
-                                                  nnUNetTrainerBaseline)
+from monai.networks.blocks.mednext_block import MedNeXtBlock
+
+from rep3d_nnunet.conv import DepthwiseConv3d
+from rep3d_nnunet.nnunet.baselines.common import OptimiserRecipe, nnUNetTrainerBaseline
 from rep3d_nnunet.nnunet.baselines.upkern import upkern_state_dict
-from rep3d_nnunet.nnunet.trainers import read_checkpoint
+from rep3d_nnunet.nnunet.trainers.base import read_checkpoint
 
 UPKERN_ENV = "MEDNEXT_UPKERN_CHECKPOINT"
 N_DOWNSAMPLINGS = 4  # MONAI's create_mednext: blocks_down has 4 entries, each followed by a stride-2 block
 DS_SCALES = [[1.0 / 2 ** i] * 3 for i in range(N_DOWNSAMPLINGS + 1)]
+
+
+def _is_same_depthwise(conv: nn.Module) -> bool:
+    """A plain stride-1 depthwise ``nn.Conv3d`` with odd kernels and 'same' padding (what dwconv3d computes)."""
+    return (type(conv) is nn.Conv3d and conv.groups == conv.in_channels == conv.out_channels
+            and conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.padding_mode == "zeros"
+            and all(k % 2 == 1 for k in conv.kernel_size) and conv.padding == tuple(k // 2 for k in conv.kernel_size))
+
+
+def use_fast_depthwise(network: nn.Module) -> int:
+    """Route the stride-1 depthwise convs of MONAI's MedNeXt blocks through ``rep3d_nnunet.ops.dwconv3d``.
+
+    Each such ``conv1`` becomes a ``DepthwiseConv3d`` holding the *same* parameters, so
+    the state dict (keys, shapes, values), the parameter count, UpKern and checkpoints are
+    unchanged; only the convolution's implementation differs (PyTorch's CPU depthwise
+    backward is slow). Returns how many convs were routed.
+    """
+    n = 0
+    for block in network.modules():
+        if isinstance(block, MedNeXtBlock) and _is_same_depthwise(block.conv1):
+            old = block.conv1
+            fast = DepthwiseConv3d(old.in_channels, old.kernel_size, bias=old.bias is not None)
+            fast.weight, fast.bias = old.weight, old.bias
+            block.conv1 = fast
+            n += 1
+    return n
 
 
 class MedNeXtForNnUNet(nn.Module):
@@ -53,6 +81,7 @@ class MedNeXtForNnUNet(nn.Module):
         super().__init__()
         self.mednext = create_mednext(size, spatial_dims=3, in_channels=in_channels, out_channels=num_classes,
                                       kernel_size=kernel_size, deep_supervision=True)
+        use_fast_depthwise(self.mednext)
         self.deep_supervision = deep_supervision
         self._head_outputs: List[torch.Tensor] = []
         for head in self.mednext.out_blocks:
@@ -131,25 +160,71 @@ class nnUNetTrainerMedNeXtUpKern(nnUNetTrainerMedNeXt):
         self.print_to_log_file(f"UpKern: initialised from {path} ({source_name}), kernels resampled trilinearly")
 
 
-MEDNEXT_TRAINERS: List[type] = []
-MEDNEXT_TINY_TRAINERS: List[type] = []
+# ---------------------------------------------------------------- the trainers (-tr names)
+
+class nnUNetTrainerMedNeXtS_k3(nnUNetTrainerMedNeXt):
+    """MedNeXt-S, kernel 3, official recipe."""
+    mednext_size, kernel_size = "S", 3
 
 
-def _generate() -> None:
-    for size in "SBML":
-        for k in (3, 5):
-            MEDNEXT_TRAINERS.append(make_trainer(
-                f"nnUNetTrainerMedNeXt{size}_k{k}", (nnUNetTrainerMedNeXt,),
-                f"MedNeXt-{size}, kernel {k}, official recipe.", __name__, mednext_size=size, kernel_size=k))
-        MEDNEXT_TRAINERS.append(make_trainer(
-            f"nnUNetTrainerMedNeXt{size}_k5_UpKern", (nnUNetTrainerMedNeXtUpKern,),
-            f"MedNeXt-{size} k5 initialised by UpKern from a k3 checkpoint (${UPKERN_ENV}).", __name__,
-            mednext_size=size, kernel_size=5))
-    for cls in list(MEDNEXT_TRAINERS):
-        MEDNEXT_TINY_TRAINERS.append(make_trainer(f"{cls.__name__}_tiny", (TinySchedule, cls),
-                                                  f"{cls.__name__} on the tiny schedule (tests).", __name__))
-    for cls in (*MEDNEXT_TRAINERS, *MEDNEXT_TINY_TRAINERS):
-        globals()[cls.__name__] = cls  # nnU-Net finds trainers by module attribute name
+class nnUNetTrainerMedNeXtS_k5(nnUNetTrainerMedNeXt):
+    """MedNeXt-S, kernel 5, official recipe."""
+    mednext_size, kernel_size = "S", 5
 
 
-_generate()
+class nnUNetTrainerMedNeXtS_k5_UpKern(nnUNetTrainerMedNeXtUpKern):
+    """MedNeXt-S k5 initialised by UpKern from a k3 checkpoint ($MEDNEXT_UPKERN_CHECKPOINT)."""
+    mednext_size, kernel_size = "S", 5
+
+
+class nnUNetTrainerMedNeXtB_k3(nnUNetTrainerMedNeXt):
+    """MedNeXt-B, kernel 3, official recipe."""
+    mednext_size, kernel_size = "B", 3
+
+
+class nnUNetTrainerMedNeXtB_k5(nnUNetTrainerMedNeXt):
+    """MedNeXt-B, kernel 5, official recipe."""
+    mednext_size, kernel_size = "B", 5
+
+
+class nnUNetTrainerMedNeXtB_k5_UpKern(nnUNetTrainerMedNeXtUpKern):
+    """MedNeXt-B k5 initialised by UpKern from a k3 checkpoint ($MEDNEXT_UPKERN_CHECKPOINT)."""
+    mednext_size, kernel_size = "B", 5
+
+
+class nnUNetTrainerMedNeXtM_k3(nnUNetTrainerMedNeXt):
+    """MedNeXt-M, kernel 3, official recipe."""
+    mednext_size, kernel_size = "M", 3
+
+
+class nnUNetTrainerMedNeXtM_k5(nnUNetTrainerMedNeXt):
+    """MedNeXt-M, kernel 5, official recipe."""
+    mednext_size, kernel_size = "M", 5
+
+
+class nnUNetTrainerMedNeXtM_k5_UpKern(nnUNetTrainerMedNeXtUpKern):
+    """MedNeXt-M k5 initialised by UpKern from a k3 checkpoint ($MEDNEXT_UPKERN_CHECKPOINT)."""
+    mednext_size, kernel_size = "M", 5
+
+
+class nnUNetTrainerMedNeXtL_k3(nnUNetTrainerMedNeXt):
+    """MedNeXt-L, kernel 3, official recipe."""
+    mednext_size, kernel_size = "L", 3
+
+
+class nnUNetTrainerMedNeXtL_k5(nnUNetTrainerMedNeXt):
+    """MedNeXt-L, kernel 5, official recipe."""
+    mednext_size, kernel_size = "L", 5
+
+
+class nnUNetTrainerMedNeXtL_k5_UpKern(nnUNetTrainerMedNeXtUpKern):
+    """MedNeXt-L k5 initialised by UpKern from a k3 checkpoint ($MEDNEXT_UPKERN_CHECKPOINT)."""
+    mednext_size, kernel_size = "L", 5
+
+
+MEDNEXT_TRAINERS: List[type] = [
+    nnUNetTrainerMedNeXtS_k3, nnUNetTrainerMedNeXtS_k5, nnUNetTrainerMedNeXtS_k5_UpKern,
+    nnUNetTrainerMedNeXtB_k3, nnUNetTrainerMedNeXtB_k5, nnUNetTrainerMedNeXtB_k5_UpKern,
+    nnUNetTrainerMedNeXtM_k3, nnUNetTrainerMedNeXtM_k5, nnUNetTrainerMedNeXtM_k5_UpKern,
+    nnUNetTrainerMedNeXtL_k3, nnUNetTrainerMedNeXtL_k5, nnUNetTrainerMedNeXtL_k5_UpKern]
+__all__ = [cls.__name__ for cls in MEDNEXT_TRAINERS]  # the -tr names (star-imported by baselines/__init__)

@@ -12,8 +12,7 @@ from typing import List, Sequence
 from monai.networks.nets import UNETR, SegResNet, SwinUNETR
 from torch import nn
 
-from rep3d_nnunet.nnunet.baselines.common import (OptimiserRecipe, TinySchedule, make_trainer,
-                                                  nnUNetTrainerBaselineNoDS)
+from rep3d_nnunet.nnunet.baselines.common import OptimiserRecipe, nnUNetTrainerBaselineNoDS
 
 # SwinUNETR / UNETR: the MONAI research-contributions BTCV scripts of the papers (AdamW, lr 1e-4,
 # weight decay 1e-5; their warm-up cosine schedule is replaced by nnU-Net's poly decay)
@@ -30,7 +29,7 @@ class nnUNetTrainerSwinUNETR(nnUNetTrainerBaselineNoDS):
     network_kwargs = dict(feature_size=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=7,
                           norm_name="instance", drop_rate=0.0, attn_drop_rate=0.0, dropout_path_rate=0.0,
                           use_checkpoint=False, use_v2=False)
-    tiny_network_kwargs = dict(feature_size=12)  # the _tiny smoke-test variant only
+    tiny_network_kwargs = dict(feature_size=12)  # its _tiny smoke-test variant (baselines/tiny.py) only
 
     @classmethod
     def make_network(cls, patch_size: Sequence[int], num_input_channels: int, num_output_channels: int,
@@ -83,11 +82,4 @@ class nnUNetTrainerSegResNet(nnUNetTrainerBaselineNoDS):
 
 
 MONAI_TRAINERS: List[type] = [nnUNetTrainerSwinUNETR, nnUNetTrainerUNETR, nnUNetTrainerSegResNet]
-# smoke tests on CPU: the tiny schedule AND a narrower network (same code path, a fraction of the cost)
-MONAI_TINY_TRAINERS: List[type] = [
-    make_trainer(f"{cls.__name__}_tiny", (TinySchedule, cls),
-                 f"{cls.__name__} on the tiny schedule, narrowed by {cls.tiny_network_kwargs} (tests only).",
-                 __name__, network_kwargs={**cls.network_kwargs, **cls.tiny_network_kwargs})
-    for cls in MONAI_TRAINERS]
-for _cls in MONAI_TINY_TRAINERS:
-    globals()[_cls.__name__] = _cls  # nnU-Net finds trainers by module attribute name
+__all__ = [cls.__name__ for cls in MONAI_TRAINERS]  # the -tr names (star-imported by baselines/__init__)

@@ -1,0 +1,1 @@
+"""Variants that change the optimiser recipe only."""
