@@ -9,6 +9,7 @@ failures are the errors in ``CLIError``: printed as one line, exit code 1.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Callable, List, Optional
 
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["rep3d-nnunet", *argv])  # recorded by `benchmark run` / `report`
     try:
         return args.func(args) or 0
     except _cli_errors() as e:
