@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -286,3 +287,68 @@ def test_recorded_mode_mismatch_is_refused_and_old_prior_checkpoints_still_load(
     for mask in ("prior", "none"):
         _tiny_unet(mask).load_state_dict(_old_checkpoint(_tiny_unet(mask)))
         _tiny_unet(mask, deploy=True).load_state_dict(_old_checkpoint(_tiny_unet(mask)))
+
+
+# ---- pictures and the study script ------------------------------------------------------------
+def test_mask_pictures_keep_the_priors_scale_and_show_negative_taps(tmp_path):
+    from rep3d_nnunet.analysis.masks import mask_colour_scale, mask_infos, mask_table, plot_masks
+
+    assert mask_colour_scale(distance_prior(7).numpy()) == ("viridis", 0.0, 1.0)
+    cmap, lo, hi = mask_colour_scale(np.array([-0.5, 0.2, 3.0]))
+    assert cmap == "RdBu_r" and lo == -3.0 and hi == 3.0  # diverging, symmetric about 0
+    convs = nn.ModuleList([ReparamDWConv3d(2, 7, "lrbm"), ReparamDWConv3d(2, 7, "lrbm_additive")])
+    with torch.no_grad():
+        convs[1].mask.generator.conv2.bias.fill_(-1.5)  # additive: every tap negative
+    infos = mask_infos(convs)
+    table = mask_table(infos)
+    assert "M min" in table and "-0.5" in table  # centre 1 - 1.5
+    png = tmp_path / "m.png"
+    plot_masks(infos, str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_old_checkpoint_masks_are_drawn_as_the_additive_form():
+    from rep3d_nnunet.analysis.masks import mask_infos_from_state_dict
+
+    conv = ReparamDWConv3d(2, 7, "lrbm_additive")
+    with torch.no_grad():
+        conv.mask.generator.conv2.bias.fill_(0.25)
+    old = {k: v for k, v in conv.state_dict().items() if not k.endswith("_extra_state")}
+    [info] = mask_infos_from_state_dict(old)
+    assert info.mode == "lrbm_additive" and "no mask-mode record" in info.note
+    np.testing.assert_allclose(info.mask[0], info.prior + 0.25, atol=1e-6)
+    bounded = ReparamDWConv3d(2, 7, "lrbm")
+    _perturb(bounded.mask)
+    [info] = mask_infos_from_state_dict(bounded.state_dict())
+    assert info.mode == "lrbm" and info.mask.max() <= 1 + 1e-6
+
+
+def _study_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "study_lrbm.py"
+    spec = importlib.util.spec_from_file_location("study_lrbm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_script_tiny_writes_parsable_outputs(tmp_path, one_thread):
+    import json
+
+    study = _study_module()
+    assert study.main(["--tiny", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "lrbm_study_toy.json").read_text())
+    assert set(data["results"]) == {"adamw", "sgd"}
+    for opt, methods in data["results"].items():
+        assert set(methods) == set(study.TOY_METHODS)
+        for name, rec in methods.items():
+            assert len(rec["final_band_error"]) == 3 and all(np.isfinite(rec["final_band_error"]))
+            if study.TOY_METHODS[name][0] in ("lrbm", "lrbm_power", "prior"):
+                assert rec["mask_centre"][-1] == pytest.approx(1.0, abs=1e-6)
+                assert 0 < rec["mask_min"][-1] and rec["mask_max"][-1] <= 1 + 1e-6
+    assert (tmp_path / "lrbm_study_toy.png").read_bytes()[:4] == b"\x89PNG"
+    report = (tmp_path / "lrbm_study.md").read_text()
+    assert "## Toy" in report and "study_lrbm.py --tiny" in report and "| adamw | lrbm |" in report
+    assert "Not run (`--part real`)" in report
