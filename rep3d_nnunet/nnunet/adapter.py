@@ -391,46 +391,24 @@ def network_io(plans: Union[dict, Any], dataset_json: dict, configuration: str) 
         pm.get_label_manager(dataset_json).num_segmentation_heads
 
 
-def _forms():
-    try:
-        return importlib.import_module("rep3d_nnunet.nnunet.forms")
-    except ImportError:
-        return None
-
-
 def build_network(trainer_class: type, plans_manager: Any, configuration_manager: Any, num_input_channels: int,
                   num_output_channels: int, *, form: str = "deploy", deep_supervision: bool = False):
     """The trainer's network: ``form='deploy'`` is what nnU-Net's predictor builds, ``'training'`` what
     the trainer trains (Rep3D masks and generators present). Other trainers have one form.
 
-    Delegates to ``rep3d_nnunet.nnunet.forms.build_network``, the one owner of the forms.
+    ``rep3d_nnunet.nnunet.forms`` owns the forms; this is its entry for our tools.
     """
-    if form not in ("deploy", "training"):
-        raise ValueError(f"form must be 'deploy' or 'training', got {form!r}")
-    forms = _forms()
-    if forms is not None:
-        return forms.build_network(trainer_class, plans_manager, configuration_manager, num_input_channels,
-                                   num_output_channels, form=form, deep_supervision=deep_supervision)
-    # until forms.py exists: the trainers' context switch, and nnU-Net's pre-2.6 signature as its predictor does
-    from rep3d_nnunet.nnunet.trainers import training_form
+    from rep3d_nnunet.nnunet import forms
 
-    build = trainer_class.build_network_architecture
-    cm = configuration_manager
-    with training_form() if form == "training" else contextlib.nullcontext():
-        if "plans_manager" in inspect.signature(build).parameters:
-            return build(plans_manager, cm, num_input_channels, num_output_channels,
-                         enable_deep_supervision=deep_supervision)
-        return build(cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
-                     num_input_channels, num_output_channels, enable_deep_supervision=deep_supervision)
+    return forms.build_network(trainer_class, plans_manager, configuration_manager, num_input_channels,
+                               num_output_channels, form=form, deep_supervision=deep_supervision)
 
 
 def load_weights(network: Any, state_dict: Mapping[str, Any]) -> None:
     """Load a checkpoint's weights into ``network`` (training-form weights fold into a deploy network)."""
-    forms = _forms()
-    if forms is not None:
-        forms.load_weights(network, state_dict)
-    else:
-        network.load_state_dict(state_dict)
+    from rep3d_nnunet.nnunet import forms
+
+    forms.load_weights(network, state_dict)
 
 
 def build_predictor_network(trainer: Union[str, type], plans: Union[dict, Any], dataset_json: dict,
