@@ -29,12 +29,12 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from rep3d_nnunet.nnunet import forms
+from rep3d_nnunet.nnunet import adapter, forms
 from rep3d_nnunet.nnunet.architecture import PlansError
 from rep3d_nnunet.nnunet.environment import check_nnunet_environment
 from rep3d_nnunet.optim import PolyLRSchedulerGroups, param_groups
 
-TRAINER_CHECKPOINT_KEYS = ("network_weights", "optimizer_state", "current_epoch", "init_args", "trainer_name")
+TRAINER_CHECKPOINT_KEYS = adapter.TRAINER_CHECKPOINT_KEYS
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,9 @@ def apply_schedule(trainer: nnUNetTrainer, schedule: Mapping[str, Any]) -> None:
 
 
 def read_checkpoint(path: str, device: Union[torch.device, str] = "cpu") -> dict:
-    """``torch.load`` an nnU-Net checkpoint, or raise a clear error if it is unreadable or incomplete."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # truncated zip, wrong file, pickle error: all mean "not a usable checkpoint"
-        raise RuntimeError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}. The file is truncated "
-                           "or not an nnU-Net checkpoint; nothing was changed. Restore it or use another "
-                           "checkpoint of this fold (checkpoint_best.pth / checkpoint_latest.pth).") from e
-    missing = [k for k in TRAINER_CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        raise RuntimeError(f"checkpoint {path} lacks {missing}: not a checkpoint written by an nnU-Net trainer")
-    return checkpoint
+    """``torch.load`` an nnU-Net checkpoint, or raise a clear error if it is unreadable or incomplete
+    (``adapter.read_checkpoint``, the package's one checkpoint reader)."""
+    return adapter.read_checkpoint(path, TRAINER_CHECKPOINT_KEYS, device)
 
 
 class nnUNetTrainerRecipe(nnUNetTrainer):
