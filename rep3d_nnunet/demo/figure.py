@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
+
+from rep3d_nnunet.nnunet.adapter import read_checkpoint
 
 
 def _read(path: Path) -> np.ndarray:
@@ -32,7 +33,7 @@ def demo_figure(dataset: Path, predictions: Path, checkpoint: Path, out: Path) -
     pred = _read(predictions / label_file.name)
     z = int(np.argmax((label > 0).reshape(label.shape[0], -1).sum(1)))
 
-    weights = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    weights = read_checkpoint(checkpoint, required=("network_weights",))["network_weights"]
     masks = mask_infos_from_state_dict(weights)
 
     n_cols = 3 + (3 if masks else 0)
