@@ -230,6 +230,16 @@ def test_mask_is_fp32_under_autocast_and_deploy_stays_exact(mode):
     assert (y_train.float() - y_deploy.float()).abs().max() <= 1e-5 * y_deploy.float().abs().max()
 
 
+def test_mask_traces_without_graph_breaks_under_autocast():
+    # fullgraph=True raises on any graph break (e.g. data-dependent Python branching in the mask)
+    km = KernelMask(3, 7, "lrbm")
+    _perturb(km, std=0.3)
+    compiled = torch.compile(km, backend="eager", fullgraph=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        m = compiled()
+    assert m.dtype == torch.float32 and torch.equal(m, km())
+
+
 # ---- the mask mode in checkpoints ---------------------------------------------------------------
 def _tiny_unet(mask: str, deploy: bool = False) -> nn.Module:
     """A 2-stage Rep3DUNet; the deploy form folds training-form weights on load, as the predictor's does."""
