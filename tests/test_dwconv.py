@@ -6,6 +6,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rep3d_nnunet.ops import dwconv3d
 from rep3d_nnunet.ops.dispatch import ENV_VAR, choose_path, crop_slices, requested_path, valid_pairs
@@ -128,16 +129,39 @@ def test_half_inputs_keep_their_dtype(dtype):
     assert _rel(y, _reference(x.to(dtype).double(), w.to(dtype).double(), b.to(dtype).double())) < 1e-2
 
 
+class _RecordPaths(TorchDispatchMode):
+    """Records which path each dwconv3d call ran: the op's path argument, or 'torch' for F.conv3d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.rep3d.dwconv3d.default:
+            self.paths.append(args[3])
+        elif func is torch.ops.aten.convolution.default:
+            self.paths.append("torch")
+        return func(*args, **(kwargs or {}))
+
+
 def test_path_selection(monkeypatch):
     x, w, _ = _inputs(1, 2, (10, 10, 10), (9, 9, 9), dtype=torch.float32)
     x.requires_grad_()
     monkeypatch.setenv(ENV_VAR, "fft")
-    assert "FFT" in type(dwconv3d(x, w).grad_fn).__name__
-    assert "Direct" in type(dwconv3d(x, w, path="direct").grad_fn).__name__  # argument wins
-    monkeypatch.setenv(ENV_VAR, "torch")
-    assert "Convolution" in type(dwconv3d(x, w).grad_fn).__name__
+    with _RecordPaths() as rec:
+        dwconv3d(x, w)
+        dwconv3d(x, w, path="direct")  # argument wins
+        monkeypatch.setenv(ENV_VAR, "torch")
+        dwconv3d(x, w)
+        monkeypatch.delenv(ENV_VAR)
+        # auto at a stage-3-like shape: FFT for training, direct for inference (see the rule's test)
+        x3, w3, _ = _inputs(1, 1, (12, 12, 12), (21, 21, 21), dtype=torch.float32)
+        dwconv3d(x3, w3.requires_grad_())
+        with torch.no_grad():
+            dwconv3d(x3, w3)
+    assert rec.paths == ["fft", "direct", "torch", "fft", "direct"]
     monkeypatch.setenv(ENV_VAR, "nonsense")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=ENV_VAR):
         dwconv3d(x, w)
     monkeypatch.delenv(ENV_VAR)
     assert requested_path() == "auto"

@@ -12,7 +12,7 @@ the fast forward kernel:
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,39 +28,34 @@ def _fmt(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last_3d) if channels_last else t.contiguous()
 
 
-class DirectDepthwiseConv3d(torch.autograd.Function):
-    """y = F.conv3d(x, w, b, groups=C, 'same'); backward through forward convs."""
+def direct_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   channels_last: bool = False) -> torch.Tensor:
+    """y = F.conv3d(x, w, b, groups=C, 'same'), on a contiguous (or channels_last_3d) copy of x."""
+    return F.conv3d(_fmt(x, channels_last), weight, bias, padding=_same_pad(weight), groups=weight.shape[0])
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                channels_last: bool = False) -> torch.Tensor:
-        x = _fmt(x, channels_last)
-        y = F.conv3d(x, weight, bias, padding=_same_pad(weight), groups=weight.shape[0])
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        ctx.channels_last = channels_last
-        return y
 
-    @staticmethod
-    def backward(ctx, gy: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        b, c = x.shape[:2]
-        pad = _same_pad(weight)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = F.conv3d(_fmt(gy, ctx.channels_last), weight.flip(2, 3, 4), padding=pad, groups=c)
-        if ctx.needs_input_grad[1]:
-            # Batch folded into channels: (1, B*C, S) correlated with (B*C, 1, S).
-            xr = x.contiguous().reshape(1, b * c, *x.shape[2:])
-            gyr = gy.contiguous().reshape(b * c, 1, *gy.shape[2:])
-            gw = F.conv3d(xr, gyr, padding=pad, groups=b * c)
-            gw = gw.reshape(b, c, *weight.shape[2:]).sum(0).unsqueeze(1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = gy.sum(dim=(0, 2, 3, 4))
-        return gx, gw, gb, None
+def direct_backward(gy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool, need_w: bool,
+                    channels_last: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(grad x, grad weight) of ``direct_forward``, both through the forward kernel; None where not needed."""
+    b, c = x.shape[:2]
+    pad = _same_pad(weight)
+    gx = gw = None
+    if need_x:
+        gx = F.conv3d(_fmt(gy, channels_last), weight.flip(2, 3, 4), padding=pad, groups=c)
+    if need_w:
+        # Batch folded into channels: (1, B*C, S) correlated with (B*C, 1, S).
+        xr = x.contiguous().reshape(1, b * c, *x.shape[2:])
+        gyr = gy.contiguous().reshape(b * c, 1, *gy.shape[2:])
+        gw = F.conv3d(xr, gyr, padding=pad, groups=b * c)
+        gw = gw.reshape(b, c, *weight.shape[2:]).sum(0).unsqueeze(1)
+    return gx, gw
 
 
 def direct_dwconv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
                     channels_last: bool = False) -> torch.Tensor:
-    """Direct depthwise conv ('same' padding, odd kernel) with the fast backward."""
-    return DirectDepthwiseConv3d.apply(x, weight, bias, channels_last)
+    """Direct depthwise conv ('same' padding, odd kernel, no crop) with the fast backward.
+
+    The registered op ``rep3d::dwconv3d`` on its ``direct`` path (``direct_cl3d`` with
+    ``channels_last``: the measured CUDA cuDNN candidate, slower, not used by dispatch).
+    """
+    return torch.ops.rep3d.dwconv3d(x, weight, bias, "direct_cl3d" if channels_last else "direct")[0]

@@ -3,8 +3,14 @@
 Paths: ``fft`` (ops/fft_dwconv.py), ``direct`` (ops/direct_dwconv.py), ``torch``
 (plain ``F.conv3d`` with PyTorch's own backward: the comparison baseline) and
 ``auto`` (the measured rule below). Choice, first match wins: the ``path``
-argument, the ``REP3D_DWCONV`` environment variable (read at every call, so a
-benchmark can flip it), ``auto``.
+argument, the ``REP3D_DWCONV`` environment variable, ``auto``.
+
+When the choice is made: in eager mode at every call (so a benchmark can flip
+``REP3D_DWCONV`` or use ``dwconv_path``). Under ``torch.compile`` / ``torch.export``
+once, when the model is traced: ``resolve_path`` is a constant to dynamo (no guard
+on the environment), and the compiled graph holds the path it chose. A later change
+of ``REP3D_DWCONV`` does not reach a compiled model until it is traced again
+(``torch.compiler.reset()``, then call it).
 """
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ FFT_RATIO_CUDA = 12.0
 def dwconv_path(path: Optional[str]) -> Iterator[None]:
     """Within the block, every ``dwconv3d`` call uses ``path`` (None: the rule, ``auto``).
 
-    Sets ``REP3D_DWCONV`` (read at every call) and restores what was there before.
+    Sets ``REP3D_DWCONV`` and restores what was there before. Eager calls read it at every
+    call; a compiled model only when it is traced (see the module docstring).
     """
     old = os.environ.get(ENV_VAR)
     if path is None:
@@ -102,3 +109,17 @@ def choose_path(spatial: Sequence[int], kernel: Sequence[int], device: torch.dev
     else:
         ratio = FFT_RATIO_TRAIN if backward else FFT_RATIO_INFER
     return "fft" if fft_preferred(spatial, kernel, ratio) else "direct"
+
+
+@torch.compiler.assume_constant_result
+def resolve_path(path: Optional[str], spatial: Tuple[int, ...], kernel: Tuple[int, ...], device_type: str,
+                 backward: bool) -> str:
+    """The path ``dwconv3d`` runs: ``torch``, ``fft`` or ``direct`` (argument, ``REP3D_DWCONV``, rule).
+
+    ``kernel`` is the cropped kernel. Marked constant for dynamo: a compiled model calls
+    it once while tracing and keeps the answer, with no guard on ``REP3D_DWCONV``.
+    """
+    name = requested_path(path)
+    if name == "auto":
+        name = choose_path(spatial, kernel, torch.device(device_type), backward)
+    return name

@@ -16,9 +16,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from rep3d_nnunet.ops.direct_dwconv import direct_dwconv3d
-from rep3d_nnunet.ops.dispatch import choose_path, crop_slices, requested_path
-from rep3d_nnunet.ops.fft_dwconv import fft_dwconv3d
+from rep3d_nnunet.ops import library  # noqa: F401  (registers rep3d::dwconv3d)
+from rep3d_nnunet.ops.dispatch import crop_slices, resolve_path
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
@@ -40,7 +39,8 @@ def _dtypes(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor])
     if any(t.dtype == torch.float64 for t in tensors):
         return torch.float64, torch.float64
     dev = x.device.type
-    if torch.is_autocast_enabled(dev):
+    # is_autocast_available: no autocast on e.g. the meta device (FLOP counting)
+    if torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev):
         return torch.get_autocast_dtype(dev), torch.float32
     out = x.dtype
     for t in tensors[1:]:
@@ -53,27 +53,25 @@ def dwconv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
     """Depthwise conv: x (B, C, D, H, W), weight (C, 1, kd, kh, kw) odd sizes, 'same' padding.
 
     ``path``: ``auto`` (default), ``fft``, ``direct`` or ``torch``; overrides ``REP3D_DWCONV``.
+    The ``fft`` and ``direct`` paths run the registered op ``rep3d::dwconv3d``; under
+    ``torch.compile`` the path is chosen once, at trace time (ops/dispatch.py).
     """
     _check(x, weight, bias)
-    name = requested_path(path)
+    # int(): a compiled model specialises on the spatial sizes (they pick the crop and the path)
+    spatial = tuple(int(s) for s in x.shape[2:])
+    crop = crop_slices(spatial, tuple(int(k) for k in weight.shape[2:]))
+    cropped = tuple(sl.stop - sl.start for sl in crop)
+    backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    name = resolve_path(path, spatial, cropped, x.device.type, backward)
     if name == "torch":
         k = weight.shape[2:]
         return F.conv3d(x, weight, bias, padding=tuple(s // 2 for s in k), groups=weight.shape[0])
 
     out_dtype, compute_dtype = _dtypes(x, weight, bias)
-    spatial = tuple(x.shape[2:])
-    weight = weight[(slice(None), slice(None)) + crop_slices(spatial, weight.shape[2:])]
-    if name == "auto":
-        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-        name = choose_path(spatial, tuple(weight.shape[2:]), x.device, backward)
-    # Autocast off inside: the FFT must run in fp32 (cuFFT/MKL half transforms are
-    # inexact or unsupported), and the direct path stays exact in fp32 too.
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
-        bc = bias.to(compute_dtype) if bias is not None else None
-        if name == "fft":
-            y = fft_dwconv3d(xc, wc, bc)
-        else:
-            # Contiguous even on CUDA: channels_last_3d (cuDNN) measured slower everywhere.
-            y = direct_dwconv3d(xc, wc, bc)
+    weight = weight[(slice(None), slice(None)) + crop]
+    # The op runs with autocast off: the FFT must run in fp32 (cuFFT/MKL half transforms
+    # are inexact or unsupported), and the direct path stays exact in fp32 too.
+    xc, wc = x.to(compute_dtype), weight.to(compute_dtype)
+    bc = bias.to(compute_dtype) if bias is not None else None
+    y = torch.ops.rep3d.dwconv3d(xc, wc, bc, name)[0]
     return y.to(out_dtype)
