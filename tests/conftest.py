@@ -31,15 +31,28 @@ def hippocampus_preprocessed(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def rep3d_env(hippocampus_preprocessed, tmp_path_factory):
-    """The shared preprocessed subset + a registered private nnunetv2 + Rep3D, smoke and ResEnc M plans."""
-    from nnunet_helpers import SMOKE_PLANS, SMOKE_TEMPLATE, private_nnunetv2, run_cli
+def registered_env(hippocampus_preprocessed, tmp_path_factory):
+    """The shared preprocessed subset + a private copy of nnunetv2 (first on PYTHONPATH) with our classes
+    registered in it: one copy and one `register` for every end-to-end test (the venv is never modified).
+
+    One export/validation worker (``nnUNet_def_n_proc=1``): every spawned worker re-imports torch and
+    nnunetv2 (seconds each) and the CI machine has 2 cores.
+    """
+    from nnunet_helpers import private_nnunetv2, run_cli
 
     env0, _ = hippocampus_preprocessed
-    # one export/validation worker: every spawned worker re-imports torch and nnunetv2 (seconds each)
     env = dict(env0, PYTHONPATH=str(private_nnunetv2(tmp_path_factory.mktemp("nnunetv2_copy"))),
                nnUNet_def_n_proc="1")
     run_cli(["rep3d-nnunet", "register"], env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def rep3d_env(registered_env):
+    """``registered_env`` + Rep3D, smoke and ResEnc M plans (shared by the nnU-Net and analysis end-to-end tests)."""
+    from nnunet_helpers import SMOKE_PLANS, SMOKE_TEMPLATE, run_cli
+
+    env = registered_env
     run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerRep3D"], env)
     run_cli(["nnUNetv2_plan_experiment", "-d", "4", "-pl", "nnUNetPlannerResEncM"], env)
     run_cli(["rep3d-nnunet", "plans", "merge-template", "-d", "4", "-t", str(SMOKE_TEMPLATE),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import subprocess
 import time
 from copy import deepcopy
@@ -109,6 +108,39 @@ def test_mednext_state_dict_is_the_same_with_and_without_deep_supervision():
     off.load_state_dict(on.state_dict())
 
 
+@pytest.mark.parametrize("k", [3, 5])
+def test_mednext_depthwise_convs_run_through_our_op_and_match_monai(k):
+    """Same parameters, state-dict keys and (up to float rounding) outputs and gradients as MONAI's own MedNeXt."""
+    import copy
+
+    from monai.networks.nets.mednext import create_mednext
+
+    from rep3d_nnunet.conv import DepthwiseConv3d
+    from rep3d_nnunet.nnunet.baselines.mednext import use_fast_depthwise
+
+    monai_net = create_mednext("S", spatial_dims=3, in_channels=1, out_channels=3, kernel_size=k,
+                               deep_supervision=True)
+    ours = copy.deepcopy(monai_net)
+    assert use_fast_depthwise(ours) == 18  # every stride-1 depthwise conv of the blocks (not the down/up ones)
+    assert sum(isinstance(m, DepthwiseConv3d) for m in MedNeXtForNnUNet("S", 1, 3, k).modules()) == 18
+    assert [(n, v.shape) for n, v in ours.state_dict().items()] == \
+        [(n, v.shape) for n, v in monai_net.state_dict().items()]
+    x = torch.randn(2, 1, 16, 32, 16)
+    grads = []
+    for net in (monai_net, ours):
+        net.train()
+        outs = net(x)
+        sum((o ** 2).mean() for o in outs).backward()
+        grads.append({n: p.grad for n, p in net.named_parameters()})
+        if net is monai_net:
+            ref = [o.detach() for o in outs]
+    for a, b in zip(ref, outs):
+        torch.testing.assert_close(b.detach(), a, rtol=1e-4, atol=1e-5)
+    scale = max(g.abs().max() for g in grads[0].values())
+    for name, g in grads[0].items():
+        assert (grads[1][name] - g).abs().max() <= 1e-4 * scale, name
+
+
 # ---------------------------------------------------------------- UpKern
 def test_upkern_resamples_like_trilinear_interpolation_with_the_centre_fixed():
     # a k3 kernel varying along one axis only: [1, 2, 3]. The k5 taps sit at k3 coordinates
@@ -198,20 +230,13 @@ def test_trainers_build_from_real_plans_and_refuse_incompatible_ones(hippocampus
 
 # ---------------------------------------------------------------- end to end through nnU-Net's console scripts
 @pytest.fixture(scope="module")
-def baseline_env(hippocampus_preprocessed, tmp_path_factory):
-    """The shared subset, a private registered copy of nnunetv2 (the venv is never modified), and the two
-    derived plans: ``nnUNetPlans_div16`` (rounded down: [32, 48, 32]), ``nnUNetPlans_div32`` ([64, 64, 64]) and,
-    edited by hand from it, ``nnUNetPlans_swin_smoke`` ([64, 32, 32])."""
-    import nnunetv2
-
+def baseline_env(registered_env):
+    """The shared subset in the session's registered private copy of nnunetv2 (the venv is never modified), and
+    the derived plans: ``nnUNetPlans_div16`` (rounded down: [32, 48, 32]), ``nnUNetPlans_div32`` ([64, 64, 64])
+    and, edited by hand from it, ``nnUNetPlans_swin_smoke`` ([64, 32, 32])."""
     from nnunet_helpers import run_cli
 
-    env0, _ = hippocampus_preprocessed
-    site = tmp_path_factory.mktemp("baselines_nnunetv2") / "site"
-    shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    env = dict(env0, PYTHONPATH=str(site))
-    run_cli(["rep3d-nnunet", "register"], env)
+    env = registered_env
     run_cli(["python", "-m", "rep3d_nnunet.nnunet.baselines.plans", "-d", "4", "--multiple", "16",
              "--round", "down"], env)
     out = run_cli(["python", "-m", "rep3d_nnunet.nnunet.baselines.plans", "-d", "4", "-tr",

@@ -73,8 +73,10 @@ import torch
 import torch.nn.functional as F
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from rep3d_nnunet.mask import LRBMGenerator
-from rep3d_nnunet.networks.unet import Rep3DUNet
+from rep3d_nnunet.nnunet.forms import build_network
 
 def main(model_dir, preprocessed):
     stock = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
@@ -85,7 +87,11 @@ def main(model_dir, preprocessed):
               "generators": [n for n, m in net.named_modules() if isinstance(m, LRBMGenerator)],
               "batchnorms": [n for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm3d)]}
     ckpt = torch.load(Path(model_dir) / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    training = Rep3DUNet(**dict(net._init_kwargs, deploy=False))
+    # the training form, built by the one module that owns the forms, for the predictor's trainer class
+    trainer_class = recursive_find_trainer_class_by_name(stock.trainer_name)
+    n_in = determine_num_input_channels(stock.plans_manager, stock.configuration_manager, stock.dataset_json)
+    training = build_network(trainer_class, stock.plans_manager, stock.configuration_manager, n_in,
+                             stock.label_manager.num_segmentation_heads, form="training")
     training.load_state_dict(ckpt["network_weights"])
     training.eval()
     dataset = infer_dataset_class(preprocessed)(preprocessed)

@@ -32,7 +32,13 @@ class nnUNetTrainerRep3D(nnUNetTrainerRecipe):
     recipe = PAPER_ADAMW
 
     def describe(self) -> str:
-        return f"Rep3D variant {self.variant}"
+        # the trainer owns block, mask and CSLA: say so when the plans record something else
+        planned = self.configuration_manager.network_arch_init_kwargs
+        ours = {"block": self.variant.block, "mask": self.variant.mask,
+                "csla_small_kernel": self.variant.csla_small_kernel}
+        differs = {k: planned[k] for k in ours if k in planned and planned[k] != ours[k]}
+        note = f" (used instead of the plans' {differs}: the trainer owns the variant)" if differs else ""
+        return f"Rep3D variant {self.variant}{note}"
 
     @classmethod
     def check_configuration(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
