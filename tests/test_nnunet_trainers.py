@@ -146,6 +146,17 @@ def test_builder_gives_training_form_in_training_and_deploy_form_to_the_predicto
         forms.build_network(cls, pm, cm, 1, 3, form="predictor")
 
 
+def test_overriding_the_nnunet_hook_is_refused_with_the_fix(nnunet_dirs):
+    class Mine(T.nnUNetTrainerRep3D):
+        @classmethod
+        def build_network_architecture(cls, *args, **kwargs):
+            return super().build_network_architecture(*args, **kwargs)
+
+    with pytest.raises(TypeError, match="override build_network_form"):
+        _trainer(Mine, _small_rep3d_plans())
+    assert list((nnunet_dirs / "nnUNet_results").iterdir()) == []
+
+
 @pytest.mark.parametrize("configuration, plans_fn, message", [
     ("2d", _small_rep3d_plans, "no configuration '2d'"),
     ("2d", lambda: plans_with(RESENC_ARCH), "3D only"),

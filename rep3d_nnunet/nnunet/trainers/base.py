@@ -97,6 +97,7 @@ class nnUNetTrainerRecipe(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         # fail before nnUNetTrainer.__init__ creates output folders and log files
         check_nnunet_environment("nnUNet_preprocessed", "nnUNet_results")
+        self.check_network_hook()
         self.check_plans(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr, self.weight_decay = self.recipe.lr, self.recipe.weight_decay
@@ -130,6 +131,16 @@ class nnUNetTrainerRecipe(nnUNetTrainer):
         raise NotImplementedError
 
     # ---- network --------------------------------------------------------------------------
+    @classmethod
+    def check_network_hook(cls) -> None:
+        """Refuse a subclass that overrides ``build_network_architecture``: it would build one form for both uses."""
+        own = cls.build_network_architecture.__func__
+        if own is not nnUNetTrainerRecipe.build_network_architecture.__func__:
+            raise TypeError(f"{cls.__name__} overrides build_network_architecture; override build_network_form(cls, "
+                            "plans_manager, configuration_manager, num_input_channels, num_output_channels, *, form, "
+                            "deep_supervision) instead, so that training builds the training form and nnU-Net's "
+                            "predictor the deploy form (rep3d_nnunet.nnunet.forms, docs/nnunet.md)")
+
     @classmethod
     def build_network_form(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                            num_input_channels: int, num_output_channels: int, *, form: str,
