@@ -1,1 +1,2 @@
-"""nnU-Net v2 glue: plans <-> network (architecture), planner, trainers, registration, plans templates."""
+"""nnU-Net v2 glue: plans <-> network (architecture), training vs deploy form (forms), planner,
+trainers (one written class per ``-tr`` name), baselines, registration, plans templates, adapter."""
