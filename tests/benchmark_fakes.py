@@ -36,7 +36,9 @@ def dice_table(seed: int, shift: float = 0.0) -> Dict[str, Dict[str, float]]:
 def make_model_folder(results: Path, trainer: str, plans_name: str = "nnUNetPlans", dice: Optional[dict] = None,
                       plans: Optional[dict] = None, dataset_json: Optional[dict] = None, epochs: int = 1000,
                       splits: Optional[Dict[int, list]] = None, splits_sha256: str = "abc123",
-                      configuration: str = "3d_fullres", seconds_per_epoch: float = 100.0) -> Path:
+                      configuration: str = "3d_fullres", seconds_per_epoch: float = 100.0,
+                      peak_gpu_memory_mb: Optional[float] = 7000.0, peak_cpu_rss_mb: Optional[float] = 3000.0,
+                      schedule: Optional[str] = None, device: str = "cuda") -> Path:
     """``<results>/<trainer>__<plans>__<config>/`` with plans, dataset.json, per-fold summary and job record."""
     dice = dice if dice is not None else dice_table(0)
     plans = copy.deepcopy(plans or PLANS)
@@ -52,7 +54,10 @@ def make_model_folder(results: Path, trainer: str, plans_name: str = "nnUNetPlan
                      "prediction_file": str(val / f"{c}.nii.gz"), "reference_file": f"/gt/{c}.nii.gz"}
                     for c in cases if c in dice]
         (val / "summary.json").write_text(json.dumps({"metric_per_case": per_case}))
-        (folder / f"fold_{fold}" / "benchmark_job.json").write_text(json.dumps(
-            {"status": "finished", "epochs": epochs, "splits_sha256": splits_sha256, "wall_time_s": 3600.0,
-             "seconds_per_epoch": seconds_per_epoch, "peak_gpu_memory_mb": 7000.0, "peak_cpu_rss_mb": 3000.0}))
+        record = {"status": "finished", "epochs": epochs, "splits_sha256": splits_sha256, "wall_time_s": 3600.0,
+                  "seconds_per_epoch": seconds_per_epoch, "peak_gpu_memory_mb": peak_gpu_memory_mb,
+                  "peak_cpu_rss_mb": peak_cpu_rss_mb, "device": device}
+        if schedule:
+            record["schedule"] = schedule
+        (folder / f"fold_{fold}" / "benchmark_job.json").write_text(json.dumps(record))
     return folder

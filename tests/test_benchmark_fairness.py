@@ -141,3 +141,55 @@ def test_test_set_summaries_are_reported(tmp_path, fair_pair):
     rows = list(csv.DictReader(open(report.parent / "summary_test.csv")))
     assert [r["n_cases"] for r in rows] == ["6", "6"]
     assert (report.parent / "boxplot_test.png").is_file()
+
+
+def test_refuses_different_cpu_schedules_with_the_same_epoch_count(tmp_path):
+    res = tmp_path / "results"
+    folders = {"rep3d": make_model_folder(res, "nnUNetTrainerRep3D_tiny", "nnUNetRep3DPlans", epochs=2,
+                                          schedule="cpu:2x10,batch2"),
+               "resenc_m": make_model_folder(res, "nnUNetTrainer_tiny", "nnUNetResEncUNetMPlans", epochs=2,
+                                             schedule="cpu:2x50,batch2")}
+    _expect_refusal(tmp_path, folders, "schedule", "rep3d fold 0: cpu:2x10,batch2", "resenc_m fold 1: cpu:2x50")
+
+
+def test_same_cpu_schedule_is_fair_and_stated(tmp_path):
+    res = tmp_path / "results"
+    folders = {m: make_model_folder(res, tr, plans, dice_table(i), epochs=2, schedule="cpu:2x10,batch2",
+                                    device="cpu", peak_gpu_memory_mb=None, peak_cpu_rss_mb=2000.0 + 100 * i)
+               for i, (m, tr, plans) in enumerate((("rep3d", "nnUNetTrainerRep3D_tiny", "nnUNetRep3DPlans"),
+                                                   ("resenc_m", "nnUNetTrainer_tiny", "nnUNetResEncUNetMPlans")))}
+    text = _report(tmp_path, folders).read_text()
+    assert "Checked equal for every method" in text and "Schedule: `cpu:2x10,batch2`" in text
+    assert "Notice" not in text  # 5% apart: equal memory
+    res = {r["method"]: r for r in csv.DictReader(open(tmp_path / "report" / "resources.csv"))}
+    assert res["rep3d"]["gpu_hours"] == "" and float(res["rep3d"]["train_hours_total"]) == 2.0  # CPU, not GPU
+
+
+def test_unequal_measured_memory_opens_the_report_with_a_notice_naming_the_preset(tmp_path):
+    res = tmp_path / "results"
+    folders = {"rep3d": make_model_folder(res, "nnUNetTrainerRep3D", "nnUNetRep3DPlans", dice_table(1),
+                                          peak_gpu_memory_mb=11000.0),
+               "resenc_m": make_model_folder(res, "nnUNetTrainer", "nnUNetResEncUNetMPlans", dice_table(2),
+                                             peak_gpu_memory_mb=6500.0)}
+    text = _report(tmp_path, folders, budget="M").read_text()
+    head = text.split("## Fairness")[0]
+    assert "Notice: not at equal memory" in head and "rep3d 11000 MiB (x1.69)" in head
+    assert "ResEnc's **L** preset" in head and "--budget L" in head and "not a refusal" in head
+    assert "## Dice" in text  # reported anyway
+    # within 30%: no notice; at the L budget the same gap stays within L's 24 GB -> re-plan advice, no new preset
+    folders["resenc_m"] = make_model_folder(tmp_path / "r2", "nnUNetTrainer", "nnUNetResEncUNetMPlans",
+                                            dice_table(2), peak_gpu_memory_mb=9000.0)
+    assert "Notice" not in _report(tmp_path, folders).read_text().split("## Fairness")[0]
+
+
+def test_memory_notice_lines():
+    from rep3d_nnunet.benchmark.report import memory_notice
+
+    assert memory_notice({"a": {"peak_gpu_memory_mb": 100.0}}) == []  # one method: nothing to compare
+    assert memory_notice({"a": {"peak_gpu_memory_mb": 100.0}, "b": {"peak_gpu_memory_mb": None,
+                                                                     "peak_cpu_rss_mb": None}}) == []
+    cpu = memory_notice({"a": {"peak_gpu_memory_mb": None, "peak_cpu_rss_mb": 1000.0},
+                         "b": {"peak_gpu_memory_mb": None, "peak_cpu_rss_mb": 2000.0}}, budget="L")
+    assert "CPU memory (process RSS" in cpu[0] and "ResEnc's **XL** preset" in cpu[0]  # 24 GB x 2 -> XL
+    same = memory_notice({"a": {"peak_gpu_memory_mb": 1000.0}, "b": {"peak_gpu_memory_mb": 1400.0}}, budget="XL")
+    assert "-gpu_memory_target 28.6" in same[0]  # XL is the largest: re-plan the bigger one instead

@@ -26,7 +26,8 @@ FAKE_TRAIN = textwrap.dedent(f"""\
     out.mkdir(parents=True, exist_ok=True)
     with open(Path(os.environ["FAKE_CALLS"]), "a") as f:
         f.write(json.dumps({{"argv": sys.argv[1:], "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                            "upkern": os.environ.get("MEDNEXT_UPKERN_CHECKPOINT")}}) + "\\n")
+                            "upkern": os.environ.get("MEDNEXT_UPKERN_CHECKPOINT"),
+                            "cpu_schedule": os.environ.get("REP3D_CPU_SCHEDULE")}}) + "\\n")
     log = {{"epoch_start_timestamps": [0.0, 10.0, 20.0], "epoch_end_timestamps": [2.0, 12.0, 22.0]}}
     ckpt = {{"current_epoch": 3, "logging": log, "trainer_name": tr}}
     if os.environ.get("FAKE_INTERRUPT") and "--c" not in sys.argv:
@@ -55,7 +56,8 @@ def fake_env(tmp_path, monkeypatch):
     (pre / "dataset_fingerprint.json").write_text(json.dumps({"shapes_after_crop": [[1, 1, 1]] * 12}))
     config = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
               "spacing": [1, 1, 1], "normalization_schemes": ["ZScoreNormalization"], "patch_size": [40, 56, 40]}
-    for plans in ("nnUNetPlans", "nnUNetRep3DPlans", "nnUNetResEncUNetMPlans"):
+    for plans in ("nnUNetPlans", "nnUNetRep3DPlans", "nnUNetResEncUNetMPlans", "nnUNetRep3DLPlans",
+                  "nnUNetResEncUNetLPlans"):
         (pre / f"{plans}.json").write_text(json.dumps({"plans_name": plans, "transpose_forward": [0, 1, 2],
                                                        "configurations": {"3d_fullres": config}}))
     fake = tmp_path / "fake_nnUNetv2_train"
@@ -70,10 +72,10 @@ def _calls(tmp_path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def _jobs(fake, names=("rep3d", "resenc_m"), folds=(0, 1)):
-    methods = get_methods(names)
+def _jobs(fake, names=("rep3d", "resenc_m"), folds=(0, 1), schedule="tiny", budget=None):
+    methods = get_methods(names, budget)
     prepared = runner.prepare("4", methods, folds, num_processes=1)
-    jobs = runner.make_jobs(prepared, methods, folds, "tiny", "cpu")
+    jobs = runner.make_jobs(prepared, methods, folds, schedule, "cpu")
     for j in jobs:
         j.executable = str(fake)
     return prepared, jobs
@@ -165,6 +167,9 @@ def test_slurm_submission_through_the_cli_writes_an_array_script(fake_env, monke
     """The whole `benchmark run --slurm` path with a fake ``sbatch``: prepares, then submits one array."""
     pytest.importorskip("submitit")
     tmp_path, fake, _ = fake_env
+    # the pre-flight asks nnU-Net's own lookup (true nnUNetv2_train behaviour), which needs `register` in this
+    # venv; nothing is trained here, so the test does not depend on the venv's registration state
+    monkeypatch.setattr(runner, "check_trainer_findable", lambda trainer: None)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "sbatch").write_text(FAKE_SBATCH)
@@ -193,8 +198,12 @@ def test_slurm_submission_through_the_cli_writes_an_array_script(fake_env, monke
 def test_unknown_method_and_schedule_are_clear(fake_env, capsys):
     assert benchmark_main(["benchmark", "run", "-d", "4", "-m", "rep3d", "nnformer", "--device", "cpu"]) == 1
     assert "unknown benchmark method(s) ['nnformer']" in capsys.readouterr().err
-    with pytest.raises(Exception, match="not 'full', 'tiny'"):
+    with pytest.raises(Exception, match="is not one of: full"):
         METHODS["rep3d"].trainer_for("forever")
+    with pytest.raises(Exception, match="<epochs>x<iterations>,batch<N>"):
+        METHODS["rep3d"].trainer_for("cpu:20x10")
+    assert benchmark_main(["benchmark", "run", "-d", "4", "-m", "rep3d", "--schedule", "cpu:0x1,batch2"]) == 1
+    assert "epochs must be at least 1" in capsys.readouterr().err
     assert METHODS["rep3d"].trainer_for("250epochs") == "nnUNetTrainerRep3D_250epochs"
     assert METHODS["resenc_m"].trainer_for("full") == "nnUNetTrainer"
 
@@ -236,10 +245,64 @@ def test_registry_baselines_match_the_committed_baseline_trainers():
     method's plans round the patch to a multiple the trainer accepts."""
     from rep3d_nnunet.nnunet.baselines import BASELINE_TRAINERS
 
-    baselines = [m for m in METHODS.values() if m.source_plans]
+    baselines = [m for m in METHODS.values() if m.derived]
     assert {"swinunetr", "unetr", "segresnet", "mednext_s_k3", "mednext_l_k5_upkern"} <= {m.name for m in baselines}
     for m in baselines:
         for schedule in ("full", "tiny"):
             assert m.trainer_for(schedule) in BASELINE_TRAINERS, m.trainer_for(schedule)
         assert m.patch_multiple % BASELINE_TRAINERS[m.trainer].patch_multiple == 0, m.name
         assert m.plans == f"nnUNetPlans_div{m.patch_multiple}"
+
+
+def test_cpu_schedule_runs_every_methods_tiny_trainer_with_the_same_schedule_and_records_it(fake_env):
+    tmp_path, fake, _ = fake_env
+    _, jobs = _jobs(fake, ("rep3d", "resenc_m"), (0,), schedule="cpu:3x4,batch2")
+    assert [j.trainer for j in jobs] == ["nnUNetTrainerRep3D_tiny", "nnUNetTrainer_tiny"]
+    records = runner.run_sequential(jobs)
+    calls = _calls(tmp_path)
+    assert [c["cpu_schedule"] for c in calls] == ["3x4,batch2", "3x4,batch2"]  # identical for every method
+    assert [r["schedule"] for r in records] == ["cpu:3x4,batch2"] * 2
+
+
+def test_a_folder_of_another_schedule_is_refused_not_skipped(fake_env):
+    tmp_path, fake, _ = fake_env
+    _, jobs = _jobs(fake, ("rep3d",), (0,), schedule="cpu:1x2,batch2")
+    runner.run_sequential(jobs)
+    # the same _tiny folder, now asked for a longer schedule: skipping it would report the short run
+    _, longer = _jobs(fake, ("rep3d",), (0,), schedule="cpu:5x2,batch2")
+    assert "holds a run with schedule 'cpu:1x2,batch2'" in longer[0].schedule_conflict()
+    with pytest.raises(runner.BenchmarkError, match="move that folder away"):
+        runner.run_sequential(longer)
+    assert len(_calls(tmp_path)) == 1
+    _, same = _jobs(fake, ("rep3d",), (0,), schedule="cpu:1x2,batch2")
+    assert same[0].schedule_conflict() is None
+
+
+def test_budget_moves_the_nnunet_family_to_the_matching_presets(fake_env):
+    tmp_path, fake, _ = fake_env
+    methods = {m.name: m for m in get_methods(["rep3d", "resenc_m", "mednext_s_k3", "nnunet"], "L")}
+    assert (methods["rep3d"].planner, methods["rep3d"].plans) == ("nnUNetPlannerRep3DL", "nnUNetRep3DLPlans")
+    assert (methods["resenc_m"].planner, methods["resenc_m"].plans) == ("nnUNetPlannerResEncL",
+                                                                        "nnUNetResEncUNetLPlans")
+    assert methods["mednext_s_k3"].plans == "nnUNetPlans_div16" and methods["nnunet"].plans == "nnUNetPlans"
+    assert get_methods(["rep3d"], None)[0].plans == "nnUNetRep3DPlans"  # no budget: the historical plans
+    from rep3d_nnunet.benchmark.methods import MethodError
+
+    with pytest.raises(MethodError, match="are the same run"):
+        get_methods(["resenc_m", "resenc_l"], "M")
+    with pytest.raises(MethodError, match="budget 'XXL'"):
+        METHODS["rep3d"].for_budget("XXL")
+    _, jobs = _jobs(fake, ("rep3d", "resenc_m"), (0,), budget="L")
+    assert [j.plans for j in jobs] == ["nnUNetRep3DLPlans", "nnUNetResEncUNetLPlans"]
+    records = runner.run_sequential(jobs)
+    assert [r["budget"] for r in records] == ["L", "L"]
+
+
+def test_registry_reads_patch_multiples_and_the_upkern_variable_from_the_trainers():
+    from rep3d_nnunet.nnunet.baselines import BASELINE_TRAINERS
+    from rep3d_nnunet.nnunet.baselines.mednext import UPKERN_ENV
+
+    for name in ("swinunetr", "unetr", "segresnet", "mednext_s_k3"):
+        m = METHODS[name]
+        assert m.patch_multiple == BASELINE_TRAINERS[m.trainer].patch_multiple
+    assert METHODS["mednext_s_k5_upkern"].init_env == UPKERN_ENV and METHODS["mednext_s_k3"].init_env is None

@@ -1,4 +1,4 @@
-"""The unfair-comparison guard: methods must share splits, preprocessing, label set and epoch count.
+"""The unfair-comparison guard: methods must share splits, preprocessing, label set, epochs and schedule.
 
 Each check compares one "signature" per method and returns ``Difference``s naming
 what differs; ``enforce`` raises unless every difference's kind was explicitly
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Set
 
-KINDS = ("splits", "preprocessing", "labels", "epochs")
+KINDS = ("splits", "preprocessing", "labels", "epochs", "schedule")
 
 # configuration entries that decide the network's input voxels (not the architecture)
 PREPROCESSING_CONFIG_KEYS = ("data_identifier", "preprocessor_name", "spacing", "normalization_schemes",
@@ -40,6 +40,7 @@ class MethodRun:
     val_cases: Dict[int, Set[str]] = field(default_factory=dict)    # fold -> validation case ids
     epochs: Dict[int, Optional[int]] = field(default_factory=dict)  # fold -> epochs trained
     splits_sha256: Dict[int, Optional[str]] = field(default_factory=dict)  # fold -> recorded splits hash
+    schedules: Dict[int, Optional[str]] = field(default_factory=dict)  # fold -> recorded `--schedule`
 
 
 def preprocessing_signature(plans: dict, configuration: str) -> Dict[str, object]:
@@ -133,9 +134,22 @@ def check_epochs(runs: Iterable[MethodRun]) -> List[Difference]:
     return out
 
 
+def check_schedules(runs: Iterable[MethodRun]) -> List[Difference]:
+    """The recorded ``--schedule`` (e.g. cpu:20x10,batch2: iterations and batch, not only epochs) must match.
+
+    Folds without a record (trained outside the runner) are not compared here; their epochs still are.
+    """
+    per = {f"{r.method} fold {f}": s for r in runs for f, s in sorted(r.schedules.items()) if s}
+    if len(set(per.values())) > 1:
+        return [Difference("schedule", "methods were trained on different schedules -- "
+                           + "; ".join(f"{k}: {s}" for k, s in per.items()))]
+    return []
+
+
 def check_all(runs: Iterable[MethodRun]) -> List[Difference]:
     runs = list(runs)
-    return check_splits(runs) + check_preprocessing(runs) + check_labels(runs) + check_epochs(runs)
+    return (check_splits(runs) + check_preprocessing(runs) + check_labels(runs) + check_epochs(runs)
+            + check_schedules(runs))
 
 
 def enforce(differences: Iterable[Difference], allow: Iterable[str] = ()) -> List[Difference]:

@@ -3,8 +3,10 @@
 Reads, per method, ``fold_X/validation/summary.json`` (nnU-Net's cross-validation
 evaluation) and optionally a test-set prediction folder; refuses unfair comparisons
 (``fairness``); computes mean ± std, bootstrap CI, Wilcoxon vs the reference
-method with Holm correction (``stats``); adds resource columns; writes Markdown,
-CSV and PNG.
+method with Holm correction (``stats``); adds the resource table (patch, batch,
+planned and measured memory, compute hours, parameters, FLOPs) and, when the measured
+peak memory of the methods differs by more than 30%, a notice naming the preset that
+would match; writes Markdown, CSV and PNG.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from rep3d_nnunet.benchmark import fairness, stats
-from rep3d_nnunet.benchmark.results import (ResultsError, fold_dir, read_checkpoint_info, read_job_record, read_json,
+from rep3d_nnunet.benchmark.results import (MANIFEST, ResultsError, fold_dir, read_checkpoint_info, read_job_record, read_json,
                                             read_summary)
 
 PerCase = Dict[str, Dict[str, float]]   # case -> class -> Dice
@@ -74,6 +76,7 @@ def load_method(name: str, folder: Path, folds: Sequence[int]) -> MethodResults:
         m.records[f] = record
         run.epochs[f] = record.get("epochs")
         run.splits_sha256[f] = record.get("splits_sha256")
+        run.schedules[f] = record.get("schedule")
     m.run = run
     return m
 
@@ -133,8 +136,49 @@ def _class_key(k: str):
         return (1, k)
 
 
-def resource_row(m: MethodResults, cost: str, cache: Dict[str, dict]) -> dict:
-    """Parameters/GFLOPs (inference network at the plans' patch; ``cost``: full|params|none) and measured costs."""
+MEMORY_NOTICE_RATIO = 1.3  # measured peaks further apart than this are not "equal memory"
+
+
+def planned_memory(m: MethodResults, preset: str = "M") -> Dict[str, Optional[float]]:
+    """The plan's batch, its network's memory estimate per sample and the GB it is sized for (``preset``'s line).
+
+    The estimate is nnU-Net's planner unit (``compute_conv_feature_map_size`` of the training-form network,
+    with the trainer's Rep3D variant applied), so ResEnc and Rep3D plans read on one scale; networks
+    without an estimate (MONAI baselines) get None.
+    """
+    config = fairness.resolved_configuration(m.plans, m.configuration)
+    out: Dict[str, Optional[float]] = {"batch_size": config.get("batch_size"), "estimate": None, "planned_gb": None}
+    arch = config.get("architecture") or {}
+    if not arch.get("arch_kwargs"):
+        return out
+    try:
+        import torch
+        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+        from rep3d_nnunet.nnunet import trainers
+        from rep3d_nnunet.nnunet.architecture import NETWORK_CLASS_NAME, apply_variant
+        from rep3d_nnunet.nnunet.planner import planned_memory_gb
+
+        kwargs = dict(arch["arch_kwargs"])
+        # the Rep3D trainers own the variant (mask, block) the plans' geometry is built as
+        variant = getattr(getattr(trainers, m.trainer, None), "variant", None)
+        if variant is not None and arch["network_class_name"] == NETWORK_CLASS_NAME:
+            kwargs = apply_variant(kwargs, variant)
+        n_in = len(m.dataset_json.get("channel_names", m.dataset_json.get("modality", {"0": ""})))
+        with torch.device("meta"):  # the estimate needs the modules, not their weights
+            net = get_network_from_plans(arch["network_class_name"], kwargs, arch.get("_kw_requires_import", ()),
+                                         n_in, len(m.dataset_json["labels"]), allow_init=False,
+                                         deep_supervision=True)
+        if hasattr(net, "compute_conv_feature_map_size"):
+            out["estimate"] = float(net.compute_conv_feature_map_size(config["patch_size"]))
+            out["planned_gb"] = planned_memory_gb(out["estimate"], int(config["batch_size"]), preset)
+    except Exception:  # not an nnU-Net-style architecture block: no estimate, a blank column
+        pass
+    return out
+
+
+def resource_row(m: MethodResults, cost: str, cache: Dict[str, dict], preset: str = "M") -> dict:
+    """Plan (patch, batch, planned GB), measured costs and network cost (``cost``: full|params|none)."""
     key = f"{m.trainer}__{m.plans_name}__{m.configuration}"
     want_flops = cost == "full"
     if cost != "none" and (key not in cache or (want_flops and cache[key].get("gflops") is None)):
@@ -150,15 +194,59 @@ def resource_row(m: MethodResults, cost: str, cache: Dict[str, dict]) -> dict:
     gpu = [r["peak_gpu_memory_mb"] for r in recs if r.get("peak_gpu_memory_mb") is not None]
     cpu = [r["peak_cpu_rss_mb"] for r in recs if r.get("peak_cpu_rss_mb") is not None]
     wall = [r["wall_time_s"] for r in recs if r.get("wall_time_s")]
+    gpu_wall = [r["wall_time_s"] for r in recs if r.get("wall_time_s") and r.get("device", "cuda") == "cuda"]
     epochs = sorted({r["epochs"] for r in recs if r.get("epochs") is not None})
+    schedules = sorted({r["schedule"] for r in recs if r.get("schedule")})
     patch = fairness.resolved_configuration(m.plans, m.configuration).get("patch_size")
+    plan = planned_memory(m, preset)
     return {"params_m": net.get("params_m"), "gflops": net.get("gflops") if want_flops else None,
-            "patch_size": patch, "cost_error": net.get("error"),
+            "gflops_fft": net.get("gflops_fft") if want_flops else None,
+            "patch_size": patch, "batch_size": plan["batch_size"], "memory_estimate": plan["estimate"],
+            "planned_memory_gb": plan["planned_gb"], "cost_error": net.get("error"),
             "seconds_per_epoch": float(np.mean(spe)) if spe else None,
             "peak_gpu_memory_mb": max(gpu) if gpu else None, "peak_cpu_rss_mb": max(cpu) if cpu else None,
             "train_hours_total": sum(wall) / 3600 if wall else None,
-            "epochs": "/".join(map(str, epochs)) or None,
+            "gpu_hours": sum(gpu_wall) / 3600 if gpu_wall else None,
+            "epochs": "/".join(map(str, epochs)) or None, "schedule": "/".join(schedules) or None,
             "gpu": next((r.get("gpu_name") for r in recs if r.get("gpu_name")), None)}
+
+
+def memory_notice(resources: Mapping[str, dict], budget: Optional[str] = None) -> List[str]:
+    """Markdown lines warning that measured peak memory differs by more than 30% ([] when it does not).
+
+    Compares device peaks (GPU) when every method has one, else the processes' peak RSS (a rougher
+    proxy: it includes the Python process and data loading). Names the ResEnc preset whose target
+    matches the largest method's memory, relative to the budget the methods were planned with.
+    """
+    from rep3d_nnunet.nnunet.planner import PRESET_TARGET_GB, preset_for_memory
+
+    for column, what in (("peak_gpu_memory_mb", "GPU memory (nvidia-smi)"),
+                         ("peak_cpu_rss_mb", "CPU memory (process RSS, a rough proxy)")):
+        peaks = {n: r.get(column) for n, r in resources.items()}
+        if len(peaks) > 1 and all(v for v in peaks.values()):
+            break
+    else:
+        return []
+    low = min(peaks, key=peaks.get)
+    high = max(peaks, key=peaks.get)
+    ratio = peaks[high] / peaks[low]
+    if ratio <= MEMORY_NOTICE_RATIO:
+        return []
+    base = budget or "M"
+    target = PRESET_TARGET_GB[base] * ratio
+    preset = preset_for_memory(target)
+    over = ", ".join(f"{n} {peaks[n]:.0f} MiB (x{peaks[n] / peaks[low]:.2f})" for n in sorted(peaks, key=peaks.get)
+                     if peaks[n] / peaks[low] > MEMORY_NOTICE_RATIO)
+    return ["> **Notice: not at equal memory.** Measured peak " + what + f" differs by more than "
+            f"{MEMORY_NOTICE_RATIO - 1:.0%}: {over}, against {low} {peaks[low]:.0f} MiB. {high} uses the memory of "
+            f"a {target:.0f} GB plan at the {base} budget ({PRESET_TARGET_GB[base]} GB x {ratio:.2f}), which "
+            f"ResEnc's **{preset}** preset ({PRESET_TARGET_GB[preset]} GB) matches"
+            + (f": compare {high} with ResEnc {preset} (`benchmark run --budget {preset}` for the nnU-Net "
+               f"family), or re-plan {high} with `-gpu_memory_target {PRESET_TARGET_GB[base] / ratio:.1f}`."
+               if preset != base else
+               f" as well (the gap is within one preset): re-plan {high} with `-gpu_memory_target "
+               f"{PRESET_TARGET_GB[base] / ratio:.1f}` to compare at equal memory.")
+            + " This is a notice, not a refusal: the results below are reported as run.", ""]
 
 
 def _fmt(x, digits: int = 4) -> str:
@@ -243,11 +331,29 @@ def box_plot(path: Path, s: SetStatistics, per_method: Mapping[str, PerCase]) ->
     plt.close(fig)
 
 
+def _commands_section(methods, command: Optional[str]) -> List[str]:
+    """The ``benchmark run`` command lines recorded in the results' manifest(s), and this report's."""
+    runs: List[str] = []
+    for m in methods:
+        manifest = Path(m.folder).parent / MANIFEST
+        if manifest.is_file():
+            runs += [c for c in read_json(manifest).get("run_commands", []) if c not in runs]
+    lines = runs + ([command] if command else [])
+    if not lines:
+        return []
+    return ["Produced by:", "", "```", *lines, "```", ""]
+
+
 def benchmark_report(methods: Mapping[str, Path], folds: Sequence[int], out_dir: Path, reference: Optional[str] = None,
                      test_predictions: Optional[Mapping[str, Path]] = None, test_labels: Optional[Path] = None,
                      allow_unfair: Sequence[str] = (), cost: str = "full", n_resamples: int = 10000, seed: int = 0,
-                     title: Optional[str] = None) -> Path:
-    """Write ``report.md``, CSV tables and box plots to ``out_dir``; return the Markdown path."""
+                     title: Optional[str] = None, budget: Optional[str] = None, command: Optional[str] = None) -> Path:
+    """Write ``report.md``, CSV tables and box plots to ``out_dir``; return the Markdown path.
+
+    ``budget``: the preset (M, L, XL) the methods were planned with (planned memory is read on its
+    reference line; the memory notice names presets relative to it). ``command``: the report's own
+    command line, quoted with the ``benchmark run`` command lines recorded in the results' manifest.
+    """
     if len(methods) < 1:
         raise ResultsError("no methods to report")
     reference = reference or next(iter(methods))
@@ -271,12 +377,16 @@ def benchmark_report(methods: Mapping[str, Path], folds: Sequence[int], out_dir:
     cache_path = out_dir / "network_cost_cache.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     cache = {k: v for k, v in cache.items() if "error" not in v}  # retry what failed last time
-    resources = {n: resource_row(m, cost, cache) for n, m in loaded.items()}
+    resources = {n: resource_row(m, cost, cache, budget or "M") for n, m in loaded.items()}
     cache_path.write_text(json.dumps(cache, indent=2))
 
-    md = [f"# {title or 'Benchmark report'}", "",
-          f"Methods: {', '.join(f'{n} (`{m.folder.name}`)' for n, m in loaded.items())}. Folds: {list(folds)}. "
-          f"Reference for paired tests: **{reference}**.", ""]
+    schedules = sorted({r["schedule"] for r in resources.values() if r.get("schedule")})
+    md = [f"# {title or 'Benchmark report'}", ""]
+    md += memory_notice(resources, budget)
+    md += [f"Methods: {', '.join(f'{n} (`{m.folder.name}`)' for n, m in loaded.items())}. Folds: {list(folds)}. "
+           f"Reference for paired tests: **{reference}**. Budget: {budget or 'none given (each method its own planner)'}"
+           f". Schedule: {', '.join(f'`{s}`' for s in schedules) or 'not recorded'}.", ""]
+    md += _commands_section(loaded.values(), command)
     md += ["## Fairness", ""]
     if allowed:
         md += ["**OVERRIDE: this comparison is NOT fair.** Differences allowed by `--allow-unfair "
@@ -298,18 +408,27 @@ def benchmark_report(methods: Mapping[str, Path], folds: Sequence[int], out_dir:
         md += [f"![{set_name} Dice](boxplot_{set_name}.png)", ""]
 
     md += ["## Resources", "",
-           "Parameters and GFLOPs of the inference network (as `nnUNetv2_predict` builds it; Rep3D in deploy form) "
-           "for one patch of the plans' size, FLOPs = 2 × multiply-adds (torch FlopCounterMode). Seconds per epoch: "
-           "mean of nnU-Net's epoch timestamps over folds. Peak GPU memory: device-level nvidia-smi polling; peak "
-           "CPU memory: largest process RSS.", "",
-           "| method | patch | params (M) | GFLOPs | epochs | s/epoch | train h (all folds) | peak GPU MiB | "
-           "peak RSS MiB | GPU |", "|---|---|---|---|---|---|---|---|---|---|"]
+           f"Plan: patch and batch of the plans; planned memory = nnU-Net's estimate for the training-form network "
+           f"(`compute_conv_feature_map_size`, per sample) x batch, read on ResEnc {budget or 'M'}'s reference line "
+           "(what the planner sized the plan for; – where the network has no estimate, e.g. MONAI baselines, whose "
+           "patch is nnU-Net's rounded up to the network's multiple). Measured: peak GPU memory (device-level "
+           "nvidia-smi polling, one job per GPU) and peak CPU RSS of the training process; compute hours = wall "
+           "time summed over folds (GPU-h: jobs run on CUDA). Network: parameters and GFLOPs of the inference "
+           "network (as `nnUNetv2_predict` builds it; Rep3D in deploy form) for one patch, FLOPs = 2 x "
+           "multiply-adds; **direct** counts every convolution as a direct convolution (torch FlopCounterMode), "
+           "**FFT** counts the large depthwise convolutions (kernel > 3) at the cost of the FFT path that runs them "
+           "(5 N log2 N per complex transform, halved for real input; input, kernel and inverse transforms plus the "
+           "spectral product) and everything else directly.", "",
+           "| method | patch | batch | planned GB | peak GPU MiB | peak RSS MiB | epochs | s/epoch | compute h "
+           "(all folds) | GPU-h | params (M) | GFLOPs direct | GFLOPs FFT | GPU |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for n, r in resources.items():
-        md.append(f"| {n} | {'×'.join(map(str, r['patch_size'] or [])) or '–'} | {_fmt(r['params_m'], 2)} | "
-                  f"{_fmt(r['gflops'], 1)} | {r['epochs'] or '–'} | {_fmt(r['seconds_per_epoch'], 1)} | "
-                  f"{_fmt(r['train_hours_total'], 2)} | {_fmt(r['peak_gpu_memory_mb'], 0)} | "
-                  f"{_fmt(r['peak_cpu_rss_mb'], 0)} | {r['gpu'] or '–'} |")
+        md.append(f"| {n} | {'×'.join(map(str, r['patch_size'] or [])) or '–'} | {_fmt(r['batch_size'])} | "
+                  f"{_fmt(r['planned_memory_gb'], 2)} | {_fmt(r['peak_gpu_memory_mb'], 0)} | "
+                  f"{_fmt(r['peak_cpu_rss_mb'], 0)} | {r['epochs'] or '–'} | {_fmt(r['seconds_per_epoch'], 1)} | "
+                  f"{_fmt(r['train_hours_total'], 3)} | {_fmt(r['gpu_hours'], 3)} | {_fmt(r['params_m'], 2)} | "
+                  f"{_fmt(r['gflops'], 1)} | {_fmt(r['gflops_fft'], 1)} | {r['gpu'] or '–'} |")
         rows.append({"method": n, **{k: v for k, v in r.items() if k != "patch_size"},
                      "patch_size": "x".join(map(str, r["patch_size"] or []))})
     errors = [f"- {n}: {r['cost_error']}" for n, r in resources.items() if r.get("cost_error")]

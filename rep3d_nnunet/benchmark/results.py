@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 JOB_RECORD = "benchmark_job.json"
+MANIFEST = "rep3d_benchmark_manifest.json"  # <results>/<Dataset>/: splits hash, methods, run command lines
 FINAL_CHECKPOINT = "checkpoint_final.pth"
 RESUMABLE_CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 

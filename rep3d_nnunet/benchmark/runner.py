@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from rep3d_nnunet.benchmark import fairness
-from rep3d_nnunet.benchmark.methods import Method
-from rep3d_nnunet.benchmark.results import (JOB_RECORD, fold_dir, fold_finished, fold_started, model_folder,
+from rep3d_nnunet.benchmark.methods import Method, check_schedule, schedule_env
+from rep3d_nnunet.benchmark.results import (JOB_RECORD, MANIFEST, fold_dir, fold_finished, fold_started, model_folder,
                                             read_checkpoint_info, read_json)
 from rep3d_nnunet.nnunet import adapter
 
-MANIFEST = "rep3d_benchmark_manifest.json"
 NNUNET_VARS = adapter.NNUNET_VARS
 
 
@@ -158,7 +157,7 @@ def prepare(dataset: str, methods: Sequence[Method], folds: Sequence[int], num_p
             check_planner_findable(m.planner)
             _run_tool([_bin("nnUNetv2_plan_experiment"), "-d", dataset, "-pl", m.planner], f"plans for {m.name}")
             planned.add(m.planner_plans)
-        if m.source_plans:  # same plans, patch rounded up to what the network accepts; same preprocessed data
+        if m.derived:  # same plans, patch rounded up to what the network accepts; same preprocessed data
             _run_tool([_bin("rep3d-nnunet"), "plans", "divisible", "-d", dataset, "--multiple",
                        str(m.patch_multiple), "--source-plans", m.source_plans, "--plans-name", m.plans],
                       f"patch-divisible plans for {m.name}")
@@ -193,7 +192,7 @@ def prepare(dataset: str, methods: Sequence[Method], folds: Sequence[int], num_p
                              "their folds used other splits. Restore the file or move the old results away.")
     manifest.update({"dataset": name, "configuration": configuration, "data_identifier": data_identifier,
                      "splits_sha256": sha, "splits_file": str(splits)})
-    manifest.setdefault("methods", {}).update({m.name: asdict(m) for m in methods})
+    manifest.setdefault("methods", {}).update({m.name: {**asdict(m), "plans": m.plans} for m in methods})
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return Prepared(name, configuration, data_identifier, sha, len(read_json(splits)))
@@ -217,10 +216,27 @@ class Job:
     executable: str = "nnUNetv2_train"
     init_env: Optional[str] = None          # variable naming the checkpoint this job starts from (UpKern)
     init_checkpoint: Optional[str] = None   # another job's checkpoint_final.pth (same fold): run after it
+    schedule: str = "full"                  # as given to `benchmark run --schedule` (recorded; cpu: sets env)
+    budget: Optional[str] = None            # the planner preset (M, L, XL) its plans come from, if any
 
     @property
     def name(self) -> str:
         return f"{self.method}/fold_{self.fold}"
+
+    def schedule_conflict(self) -> Optional[str]:
+        """Why this fold's folder cannot be used for ``schedule`` (it holds another schedule's run), or None.
+
+        The ``_tiny`` trainer writes one folder whatever ``REP3D_CPU_SCHEDULE`` says, so the recorded
+        schedule, not the folder name, tells a finished 20x10 run from a 2x2 one.
+        """
+        record_path = self.output_folder() / JOB_RECORD
+        if self.state() == "new" or not record_path.is_file():
+            return None
+        recorded = read_json(record_path).get("schedule", "full")
+        if recorded != self.schedule:
+            return (f"{self.name}: {self.output_folder()} holds a run with schedule {recorded!r}, not {self.schedule!r}; "
+                    "move that folder away (or run with the same schedule)")
+        return None
 
     def output_folder(self) -> Path:
         return fold_dir(model_folder(self.dataset, self.trainer, self.plans, self.configuration,
@@ -245,7 +261,8 @@ def make_jobs(prepared: Prepared, methods: Sequence[Method], folds: Sequence[int
     for m in methods:
         for f in folds:
             job = Job(m.name, prepared.dataset, prepared.configuration, f, m.trainer_for(schedule), m.plans, device,
-                      prepared.splits_sha256, prepared.data_identifier, env, list(train_args))
+                      prepared.splits_sha256, prepared.data_identifier, {**env, **schedule_env(schedule)},
+                      list(train_args), schedule=schedule, budget=m.budget)
             if m.init_from:
                 src = by_name[m.init_from]
                 job.init_env = m.init_env
@@ -316,6 +333,9 @@ def run_job(job: Job, extra_env: Optional[Dict[str, str]] = None, quiet: bool = 
     state = job.state()
     record_path = out / JOB_RECORD
     previous = read_json(record_path) if record_path.is_file() else {}
+    conflict = job.schedule_conflict()
+    if conflict:
+        raise BenchmarkError(conflict)
     if state == "finished" and previous.get("status") == "finished":
         if not quiet:
             print(f"[benchmark] {job.name}: finished earlier, skipped", flush=True)
@@ -355,6 +375,7 @@ def run_job(job: Job, extra_env: Optional[Dict[str, str]] = None, quiet: bool = 
     record = {"method": job.method, "dataset": job.dataset, "configuration": job.configuration, "fold": job.fold,
               "trainer": job.trainer, "plans": job.plans, "device": job.device, "splits_sha256": job.splits_sha256,
               "data_identifier": job.data_identifier, "status": "finished" if finished else "failed",
+              "schedule": job.schedule, "budget": job.budget,
               "attempts": attempts, "wall_time_s": sum(a["wall_time_s"] for a in attempts),
               "peak_cpu_rss_mb": _max(a.get("peak_cpu_rss_mb") for a in attempts),
               "peak_gpu_memory_mb": _max(a.get("peak_gpu_memory_mb") for a in attempts),
@@ -485,13 +506,27 @@ def benchmark_run(dataset: str, methods: Sequence[Method], folds: Sequence[int],
                   device: str = "cuda", gpus: Sequence[str] = (), slurm: Optional[Dict[str, object]] = None,
                   slurm_cluster: Optional[str] = None, dry_run: bool = False, num_processes: int = 4,
                   train_args: Sequence[str] = (), allow_unfair: Sequence[str] = (),
-                  log: Callable[[str], None] = print) -> List[Job]:
-    """Prepare once, then run (or submit) the matrix. Returns the jobs (with their final states)."""
+                  log: Callable[[str], None] = print, command: Optional[str] = None) -> List[Job]:
+    """Prepare once, then run (or submit) the matrix. Returns the jobs (with their final states).
+
+    ``schedule``: see ``methods.SCHEDULE_HELP``; ``cpu:EXI,batchN`` runs every method's ``_tiny`` trainer with
+    ``REP3D_CPU_SCHEDULE`` set, identically for all. Methods come with their budget applied (``get_methods``).
+    """
+    check_schedule(schedule)
     trainers = {m.trainer_for(schedule) for m in methods}
     for t in sorted(trainers):  # every trainer must be findable before anything is trained
         check_trainer_findable(t)
     prepared = prepare(dataset, methods, folds, num_processes, allow_unfair)
     jobs = make_jobs(prepared, methods, folds, schedule, device, train_args)
+    conflicts = [c for c in (j.schedule_conflict() for j in jobs) if c]
+    if conflicts:  # before anything is trained
+        raise BenchmarkError("\n".join(conflicts))
+    if command:  # the report quotes the exact command lines that produced its results
+        manifest_path = Path(os.environ["nnUNet_results"]) / prepared.dataset / MANIFEST
+        manifest = read_json(manifest_path)
+        if command not in manifest.setdefault("run_commands", []):
+            manifest["run_commands"].append(command)
+        manifest_path.write_text(json.dumps(manifest, indent=2))
     log(f"[benchmark] {prepared.dataset} {prepared.configuration}: data {prepared.data_identifier}, splits "
         f"sha256 {prepared.splits_sha256[:12]}, {len(jobs)} job(s)")
     for line in describe(jobs):

@@ -101,32 +101,64 @@ class Rep3DUNet(nn.Module):
             self.decoder.apply(InitWeights_He(1e-2))
 
 
-def encoder_feature_map_size(encoder: Rep3DEncoder, input_size: Sequence[int]) -> np.int64:
-    """Elements of the activations the encoder keeps for backward, per sample.
+# Weights of the terms below, in nnU-Net's unit: one counted feature map stands for what a conv + norm +
+# non-linearity keeps for backward (about 2.3 stored maps, measured for ResEnc M). Calibrated so that
+# (Rep3D estimate / ResEnc M estimate) tracks (Rep3D measured peak / ResEnc M measured peak) of a real
+# training step at the same patch (scripts/measure_memory.py, docs/memory.md).
+SPECTRUM_WEIGHT = 0.5   # one stored tensor (the FFT path's input spectrum, ~prod(N) floats) ~ half a unit
+SHARED_WEIGHT = 0.5     # tensors made once per batch (masked kernel), per sample at nnU-Net's reference batch 2
 
-    Counted like dynamic-network-architectures counts its U-Nets (one feature map per
-    conv output; norm and non-linearity ride along), plus what large depthwise kernels
-    add: (a) the zero-padded input of every depthwise conv, prod(s + k - 1) * C, which
-    exceeds the feature map itself by a large factor at deep stages (a 21^3 kernel on
-    a 4^3 map pads it to 24^3); (b) per masked / CSLA kernel, the effective kernel
-    W * M (or the second branch) of C * prod(k) elements. 3D UX-Net blocks also keep
-    their x4 expansion. The padding term is conservative for backends that pad
-    implicitly; it is what makes the planner shrink patches for large kernels.
+
+def fft_padded_voxels(spatial: Sequence[int], kernel: Sequence[int]) -> int:
+    """Voxels of the transform the FFT path runs for a depthwise conv (kernel cropped as the op crops it)."""
+    from rep3d_nnunet.ops.dispatch import crop_slices
+    from rep3d_nnunet.ops.fft_dwconv import fft_sizes
+
+    spatial, kernel = tuple(int(v) for v in spatial), tuple(int(v) for v in kernel)
+    cropped = tuple(sl.stop - sl.start for sl in crop_slices(spatial, kernel))
+    return int(np.prod(fft_sizes(spatial, cropped), dtype=np.int64))
+
+
+def block_feature_map_size(encoder: Rep3DEncoder, channels: int, spatial: Sequence[int],
+                           kernel: Sequence[int]) -> float:
+    """One encoder block's estimate (per sample, nnU-Net's unit) at a stage of ``spatial`` size.
+
+    - the depthwise conv's output (its BatchNorm and GELU ride along, as nnU-Net counts);
+    - large kernels (> 3) run on the FFT path, which keeps the input spectrum for backward:
+      ``SPECTRUM_WEIGHT`` x C x the transform's voxels (``fft_padded_voxels``);
+    - a masked kernel keeps the effective kernel W * M (once per batch: ``SHARED_WEIGHT``);
+    - CSLA keeps its second branch's output; 3D UX-Net blocks their x4 MLP (LayerNorm, expansion, compression).
+    """
+    vox = int(np.prod(spatial, dtype=np.int64))
+    k3 = [int(k) for k in kernel_size_3d(kernel)]
+    total = float(channels * vox)
+    if max(k3) > 3:
+        total += SPECTRUM_WEIGHT * channels * fft_padded_voxels(spatial, k3)
+    if encoder.mask != "none":
+        from rep3d_nnunet.ops.dispatch import crop_slices
+
+        cropped = [sl.stop - sl.start for sl in crop_slices(tuple(int(v) for v in spatial), tuple(k3))]
+        total += SHARED_WEIGHT * channels * float(np.prod(cropped))
+    if encoder.csla_small_kernel is not None:
+        total += channels * vox
+    if encoder.block == "uxnet":
+        total += (4 + 1 + 1) * channels * vox
+    return total
+
+
+def encoder_feature_map_size(encoder: Rep3DEncoder, input_size: Sequence[int]) -> np.int64:
+    """Elements of the activations the encoder keeps for backward, per sample (nnU-Net's planner unit).
+
+    Per stage: the downsampling conv's output and the stage's output norm (LayerNorms ride along,
+    as norms do in dynamic-network-architectures' count), plus ``block_feature_map_size`` per block.
+    Measured against a real training step in docs/memory.md; the large-kernel terms are what make the
+    planner choose smaller patches (or batches) for Rep3D than for ResEnc at the same target.
     """
     size = np.array(input_size, dtype=np.int64)
-    total = np.int64(0)
+    total = 0.0
     for c, depth, k, s in zip(encoder.features, encoder.depths, encoder.kernel_sizes, encoder.strides):
         size = size // np.array(s)
         vox = int(np.prod(size))
-        k3 = np.array(kernel_size_3d(k))
-        padded = int(np.prod(size + k3 - 1))
-        total += 2 * c * vox  # downsampling conv + its LayerNorm
-        per_block = c * (vox + padded)  # DW conv output (BN, GELU ride along) + padded input
-        if encoder.mask != "none":
-            per_block += c * int(np.prod(k3))  # the effective kernel W * M
-        if encoder.csla_small_kernel is not None:
-            per_block += c * vox  # the second (small-kernel) branch's output
-        if encoder.block == "uxnet":
-            per_block += (4 + 1 + 1) * c * vox  # LayerNorm, x4 expansion, compression
-        total += depth * per_block + c * vox  # + stage output norm
-    return np.int64(total)
+        total += 2 * c * vox  # downsampling conv (+ its LayerNorm) and the stage output norm
+        total += depth * block_feature_map_size(encoder, c, size, k)
+    return np.int64(round(total))

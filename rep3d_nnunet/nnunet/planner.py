@@ -178,3 +178,18 @@ def ct_like_fingerprint(n_cases: int = 100) -> Tuple[dict, dict]:
     dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1, "lesion": 2},
                     "numTraining": n_cases, "file_ending": ".nii.gz"}
     return fingerprint, dataset_json
+
+
+# ResEnc's reference points: a per-sample estimate of REFERENCE[p][0] elements fills REFERENCE[p][1] GB at batch 2
+RESENC_REFERENCE = {"M": (680_000_000, 8), "L": (2_100_000_000, 24), "XL": (3_600_000_000, 40)}
+REFERENCE_BATCH = 2
+
+
+def planned_memory_gb(estimate_per_sample: float, batch_size: int, preset: str = "M") -> float:
+    """GPU memory (GB) a plan is sized for: nnU-Net's estimate x batch on the preset's reference line.
+
+    The planner picks ``batch = reference / estimate * 2`` at ``target`` GB, so a plan of ``estimate``
+    elements per sample at ``batch_size`` is sized for ``estimate * batch_size / 2 / reference * target`` GB.
+    """
+    reference, target = RESENC_REFERENCE[preset]
+    return float(estimate_per_sample) * batch_size / REFERENCE_BATCH / reference * target
