@@ -97,3 +97,12 @@ def test_two_dimensional_or_mismatched_plans_are_refused():
         Rep3DUNet(**{**KW, "dw_kernel_sizes": [[3, 3, 3]]})
     with pytest.raises(ValueError, match="odd"):
         Rep3DUNet(**{**KW, "dw_kernel_sizes": [[3, 3, 3], [6, 6, 6], [5, 5, 5]]})
+
+
+def test_fold_on_load_surfaces_the_mask_mode_message_of_an_old_checkpoint():
+    """Generator weights without a mask-mode record (rep3d-nnunet <= 0.1): the predictor's load names the fix."""
+    old = {k: v for k, v in _net(**VARIANTS["lrbm"]).state_dict().items() if not k.endswith("_extra_state")}
+    deployed = forms.rep3d_unet(form="deploy", **{**KW, **VARIANTS["lrbm"]})
+    with pytest.raises(RuntimeError, match="neither the deploy form nor the training form(.|\n)*no mask-mode record"
+                                           "(.|\n)*lrbm_additive"):
+        forms.load_weights(deployed, old)
