@@ -6,12 +6,13 @@ Expected failures print one line (or the guard's list) and exit 1.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from rep3d_nnunet.benchmark.fairness import KINDS, UnfairComparisonError
-from rep3d_nnunet.benchmark.methods import METHODS, MethodError, get_methods
+from rep3d_nnunet.benchmark.methods import BUDGETS, METHODS, SCHEDULE_HELP, MethodError, get_methods
 from rep3d_nnunet.benchmark.results import ResultsError, model_folder
 
 
@@ -53,10 +54,10 @@ def _run(args: argparse.Namespace) -> int:
     from rep3d_nnunet.benchmark.runner import benchmark_run
 
     gpus = [g for item in args.gpus for g in item.split(",") if g]
-    benchmark_run(args.dataset, get_methods(args.methods), args.folds, schedule=args.schedule, device=args.device,
-                  gpus=gpus, slurm=_slurm_parameters(args), slurm_cluster=args.submitit_cluster,
+    benchmark_run(args.dataset, get_methods(args.methods, args.budget), args.folds, schedule=args.schedule,
+                  device=args.device, gpus=gpus, slurm=_slurm_parameters(args), slurm_cluster=args.submitit_cluster,
                   dry_run=args.dry_run, num_processes=args.np, train_args=args.train_arg,
-                  allow_unfair=args.allow_unfair)
+                  allow_unfair=args.allow_unfair, command=getattr(args, "command_line", None))
     return 0
 
 
@@ -69,7 +70,7 @@ def _report(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise MethodError("-m needs -d DATASET (or give folders with --folder NAME=PATH)")
         name = dataset_name(args.dataset)
-        for m in get_methods(args.methods):
+        for m in get_methods(args.methods, args.budget):
             folders[m.name] = model_folder(name, m.trainer_for(args.schedule), m.plans, m.configuration)
     folders.update({k: Path(v) for k, v in _pairs(args.folder, "--folder").items()})
     if not folders:
@@ -79,7 +80,8 @@ def _report(args: argparse.Namespace) -> int:
     report = benchmark_report(folders, args.folds, out, reference=args.reference, test_predictions=tests,
                               test_labels=Path(args.test_labels) if args.test_labels else None,
                               allow_unfair=args.allow_unfair, cost=args.cost,
-                              n_resamples=args.bootstrap, seed=args.seed, title=args.title)
+                              n_resamples=args.bootstrap, seed=args.seed, title=args.title, budget=args.budget,
+                              command=getattr(args, "command_line", None))
     print(f"wrote {report} (tables: {out}/*.csv, plots: {out}/boxplot_*.png)")
     return 0
 
@@ -118,7 +120,9 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-d", "--dataset", required=True, help="dataset id or name")
     r.add_argument("-m", "--methods", nargs="+", required=True, metavar="METHOD", help=methods_help)
     r.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    r.add_argument("--schedule", default="full", help="full (1000 epochs, default), <N>epochs, or tiny (tests only)")
+    r.add_argument("--schedule", default="full", help=f"training schedule: {SCHEDULE_HELP} (default full)")
+    r.add_argument("--budget", choices=BUDGETS, default=None,
+                   help="plan the nnU-Net-family methods with this planner preset (ResEnc's and ours: M, L, XL)")
     r.add_argument("--device", default="cuda", choices=("cuda", "cpu", "mps"), help="nnUNetv2_train -device")
     r.add_argument("--gpus", nargs="+", default=[], metavar="ID",
                    help="run one job per GPU of this machine in parallel (CUDA_VISIBLE_DEVICES), e.g. --gpus 0 1 2 3")
@@ -155,6 +159,7 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
                      help="a method given by its nnU-Net model folder <trainer>__<plans>__<config> (repeatable)")
     rep.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     rep.add_argument("--schedule", default="full", help="the schedule the methods were run with (picks the trainer)")
+    rep.add_argument("--budget", choices=BUDGETS, default=None, help="the planner preset the methods were run with")
     rep.add_argument("--reference", help="method tested against every other (default: the first)")
     rep.add_argument("--test", action="append", default=[], metavar="NAME=PRED_FOLDER",
                      help="test-set predictions of a method (its summary.json, or evaluated with --test-labels)")
@@ -178,4 +183,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="rep3d-nnunet")
     add_benchmark_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["rep3d-nnunet", *(sys.argv[1:] if argv is None else argv)])
     return args.func(args) or 0
