@@ -161,8 +161,22 @@ def _band_errors(w: torch.Tensor, teacher: torch.Tensor, bands) -> List[float]:
     return errs
 
 
+def record_iterations(steps: int, n: int = 40) -> List[int]:
+    """About ``n`` iterations from 0 to ``steps``, log-spaced (early convergence is fast), always with both ends."""
+    pts = np.unique(np.round(np.geomspace(1, steps + 1, n)).astype(int) - 1)
+    return sorted(set(pts.tolist()) | {0, steps})
+
+
+def iterations_to(rec: dict, band: int, level: float) -> Optional[int]:
+    """The first recorded iteration whose error in ``band`` is below ``level`` (None: never)."""
+    for it, err in zip(rec["iteration"], rec["band_error"]):
+        if err[band] < level:
+            return it
+    return None
+
+
 def run_toy_one(method: str, optimiser: str, teacher: torch.Tensor, steps: int, channels: int, spatial: int,
-                batch: int, record_every: int, seed: int = 0) -> dict:
+                batch: int, seed: int = 0) -> dict:
     from rep3d_nnunet.optim import param_groups
 
     torch.manual_seed(seed)
@@ -182,8 +196,9 @@ def run_toy_one(method: str, optimiser: str, teacher: torch.Tensor, steps: int, 
     has_mask = kind.startswith("lrbm") or kind == "prior"
     pad = k // 2
     t0 = time.process_time()
+    records = set(record_iterations(steps))
     for it in range(steps + 1):
-        if it % record_every == 0 or it == steps:
+        if it in records:
             block.eval()
             rec["iteration"].append(it)
             rec["band_error"].append(_band_errors(_effective_kernel(conv, block), teacher, bands))
@@ -216,13 +231,12 @@ def run_toy(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     k, steps, channels, spatial, batch = (7, 12, 2, 5, 2) if args.tiny else (args.toy_kernel, args.toy_steps, 4,
                                                                              args.toy_spatial, 2)
-    record_every = max(1, steps // 30)
     teacher = teacher_kernel(k)
     bands = radius_bands(k)
     results: Dict[str, Dict[str, dict]] = {}
     for optimiser in TOY_OPTIMISERS:
         for method in TOY_METHODS:
-            rec = run_toy_one(method, optimiser, teacher, steps, channels, spatial, batch, record_every)
+            rec = run_toy_one(method, optimiser, teacher, steps, channels, spatial, batch)
             results.setdefault(optimiser, {})[method] = rec
             fe = ", ".join(f"{e:.3f}" for e in rec["final_band_error"])
             extra = (f" M centre {rec['mask_centre'][-1]:.3g} [{rec['mask_min'][-1]:.3g}, {rec['mask_max'][-1]:.3g}]"
@@ -266,12 +280,15 @@ def plot_toy(data: dict, path: Path) -> Path:
         for j, band in enumerate(bands):
             row[j].set_title(f"{opt}: error of W_eff vs teacher, {band}", fontsize=8)
             row[j].set_xlabel("iteration", fontsize=7)
+            row[j].set_xscale("symlog", linthresh=1)
+            row[j].set_yscale("log")
             row[j].tick_params(labelsize=6)
         row[0].legend(fontsize=6)
         ax = row[-1]
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(f"{opt}: mask max (solid), min (dashed), centre (dotted)", fontsize=8)
         ax.set_xlabel("iteration", fontsize=7)
+        ax.set_xscale("symlog", linthresh=1)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -462,9 +479,14 @@ def collect_real(env: Dict[str, str], methods: Sequence[tuple]) -> Dict[str, dic
         masks = []
         if (fold / MASK_LOG).is_file():
             masks = [json.loads(line) for line in (fold / MASK_LOG).read_text().splitlines() if line.strip()]
+        labels = list(s["mean"])
+        per_case = [float(np.mean([c["metrics"][lb]["Dice"] for lb in labels])) for c in s.get("metric_per_case", [])]
         results[key] = {
             "trainer": trainer, "description": desc, "generator_lr_scale": scale,
             "dice_mean": s["foreground_mean"]["Dice"],
+            "dice_per_case": per_case,
+            # standard error of the mean over validation cases: the noise floor of one run's Dice
+            "dice_sem": float(np.std(per_case, ddof=1) / np.sqrt(len(per_case))) if len(per_case) > 1 else None,
             "dice_per_class": {k: v["Dice"] for k, v in s["mean"].items()},
             "n_val_cases": len(s.get("metric_per_case", [])),
             "pseudo_dice_per_epoch": [float(v) for v in logging.get("mean_fg_dice", [])],
@@ -533,13 +555,15 @@ def plot_real_stats(results: Dict[str, dict], path: Path) -> Optional[Path]:
 def run_real(args: argparse.Namespace) -> dict:
     schedule, batch = parse_schedule(args.schedule)
     methods = [m for m in REAL_METHODS if args.methods is None or m[0] in args.methods.split(",")]
+    out = Path(args.out)
+    if args.tag != "study":  # a measurement: keep it out of the committed results
+        out = Path(args.work) / f"measure_{args.tag}"
     t0 = time.time()
     start = now()
     env = setup_real(args, schedule, batch)
     setup_s = time.time() - t0
     walls = train_real(args, env, methods)
     results = collect_real(env, methods)
-    out = Path(args.out)
     data = {"part": "real", "command": args.command, "machine": machine(), "date": start,
             "setting": dict(schedule=args.schedule, trainer_schedule=schedule, batch=batch, lr=args.lr,
                             optimiser="AdamW (paper's betas/eps, weight decay 0.08; generators: wd 0)",
@@ -547,8 +571,12 @@ def run_real(args: argparse.Namespace) -> dict:
                             plans="nnUNetRep3DPlans (nnUNetPlannerRep3D)", configuration="3d_fullres", fold=0),
             "setup_seconds": setup_s, "wall_seconds": walls, "total_wall_seconds": time.time() - t0,
             "results": results}
-    if args.tag != "study":  # a measurement: keep it out of the committed results
-        out = Path(args.work) / f"measure_{args.tag}"
+    previous = out / "lrbm_study_real.json"
+    if not walls and previous.is_file():
+        # nothing was trained now (all runs existed): keep the run's own command, machine, date and times
+        old = json.loads(previous.read_text())
+        if old.get("setting") == data["setting"]:
+            data = dict(old, results=results)
     write_json(out / "lrbm_study_real.json", data)
     plot_real_masks(env, methods, out / "lrbm_study_real_masks.png")
     plot_real_stats(results, out / "lrbm_study_real_stats.png")
@@ -583,6 +611,9 @@ def render_report(out: Path) -> Path:
     return path
 
 
+TOY_LEVEL = 0.1
+
+
 def _toy_section(d: dict) -> List[str]:
     s = d["setting"]
     lines = ["## Toy: one block, DWConv -> BN, fitted to a known teacher", "",
@@ -597,12 +628,15 @@ def _toy_section(d: dict) -> List[str]:
              "kernel (BN leaves the scale free); W_eff includes the folded BN.", "",
              "![toy](lrbm_study_toy.png)", ""]
     bands = d["bands"]
-    head = "| optimiser | method | " + " | ".join(f"error {b}" for b in bands) + \
-        " | M centre | M min | M max | max abs(M-P) |"
+    lines += [f"Iterations until the error of W_eff falls below {TOY_LEVEL:g} in each radius band (first "
+              "recorded iteration; `-` never), the final errors, and the mask at the end:", ""]
+    head = "| optimiser | method | " + " | ".join(f"its to {TOY_LEVEL:g}, {b}" for b in bands) + " | " + \
+        " | ".join(f"final error {b}" for b in bands) + " | M centre | M min | M max | max abs(M-P) |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for opt, methods in d["results"].items():
         for m, r in methods.items():
-            fe = " | ".join(f"{e:.3f}" for e in r["final_band_error"])
+            its = " | ".join(_fmt(iterations_to(r, j, TOY_LEVEL), "d") for j in range(len(bands)))
+            fe = its + " | " + " | ".join(f"{e:.2g}" for e in r["final_band_error"])
             mk = (f"{r['mask_centre'][-1]:.4g} | {r['mask_min'][-1]:.3g} | {r['mask_max'][-1]:.3g} | "
                   f"{r['mask_max_dev'][-1]:.3g}" if r["mask_centre"] else "- | - | - | -")
             lines.append(f"| {opt} | {m} | {fe} | {mk} |")
@@ -622,7 +656,9 @@ def _real_section(d: dict) -> List[str]:
              f"{s['batch']}, {ts['num_val_iterations_per_epoch']} validation iteration(s) per epoch; {s['optimiser']}, "
              f"lr {s['lr']:g} with poly decay. Trainers: user subclasses registered with "
              "`rep3d-nnunet register --user-trainers DIR` (a private nnunetv2 copy).",
-             "- Dice: nnU-Net's final validation (sliding window, deploy form) on the validation cases.", "",
+             "- Dice: nnU-Net's end-of-training validation (sliding window, the training form in eval mode, "
+             "which equals the deploy form to 1e-5) on the validation cases; +- is the standard error over "
+             "cases.", "",
              "| method | trainer | val Dice (mean fg) | per class | last pseudo Dice | s / epoch | "
              "max abs(M-P) | M min | M max | min M/P |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -637,7 +673,8 @@ def _real_section(d: dict) -> List[str]:
             blocks = r["mask_per_epoch"][-1]["blocks"].values()
             mk = (f"{max(b['max_dev'] for b in blocks):.3g} | {min(b['min'] for b in blocks):.3g} | "
                   f"{max(b['max'] for b in blocks):.3g} | {min(b['min_ratio'] for b in blocks):.3g}")
-        lines.append(f"| {key} | {r['trainer']} | {r['dice_mean']:.4f} | {per} | {_fmt(last)} | "
+        sem = f" +- {r['dice_sem']:.3f}" if r.get("dice_sem") is not None else ""
+        lines.append(f"| {key} | {r['trainer']} | {r['dice_mean']:.4f}{sem} | {per} | {_fmt(last)} | "
                      f"{_fmt(r['mean_epoch_seconds'], '.0f')} | {mk} |")
     lines += ["", "Mask statistics per epoch (LRBM runs; over all blocks):", "",
               "| method | epoch | max abs(M-P) | M min | M max | min M/P |", "|---|---|---|---|---|---|"]
