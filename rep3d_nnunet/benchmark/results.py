@@ -83,9 +83,9 @@ def read_job_record(fold_path: Path) -> Optional[dict]:
 
 def read_checkpoint_info(checkpoint: Path) -> dict:
     """Epochs trained and mean seconds per epoch (nnU-Net's own epoch timestamps) from a checkpoint."""
-    import torch
+    from rep3d_nnunet.nnunet.adapter import read_checkpoint
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(checkpoint)
     log = ckpt.get("logging", {}) or {}
     starts, ends = log.get("epoch_start_timestamps", []), log.get("epoch_end_timestamps", [])
     durations = [e - s for s, e in zip(starts, ends)]
