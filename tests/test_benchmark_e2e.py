@@ -1,5 +1,6 @@
-"""End to end on the shared Hippocampus subset (CPU): `benchmark run` with 3 methods x 2 folds on the tiny
-schedule through stock nnUNetv2_train, `benchmark report`, and a second `run` that does no work."""
+"""End to end on the shared Hippocampus subset (CPU): `benchmark run` with 3 methods x 2 folds on one CPU
+schedule (cpu:1x2,batch2: every method's _tiny trainer with REP3D_CPU_SCHEDULE) through stock nnUNetv2_train,
+`benchmark report` (like with like: the guard passes), and a second `run` that does no work."""
 import csv
 import json
 import time
@@ -21,7 +22,7 @@ def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
     # own results folder: the session's preprocessed data (and its splits) are shared, results are not
     env = {**env, **TRAIN_ENV, "nnUNet_results": str(tmp_path / "results")}
     run_cli(["rep3d-nnunet", "register"], env)
-    args = ["-d", "4", "-m", *METHODS, "-f", "0", "1", "--schedule", "tiny"]
+    args = ["-d", "4", "-m", *METHODS, "-f", "0", "1", "--schedule", "cpu:1x2,batch2"]
     t0 = time.perf_counter()
     first = run_cli(["rep3d-nnunet", "benchmark", "run", *args, "--device", "cpu", "--np", "2"], env, timeout=1800)
     train_s = time.perf_counter() - t0
@@ -38,6 +39,10 @@ def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
             rec = json.loads((dataset / folder / f"fold_{fold}" / "benchmark_job.json").read_text())
             assert rec["status"] == "finished" and rec["epochs"] >= 1 and rec["seconds_per_epoch"] > 0
             assert rec["peak_cpu_rss_mb"] > 100 and rec["wall_time_s"] > 0 and rec["splits_sha256"] == splits_sha
+            assert rec["schedule"] == "cpu:1x2,batch2" and rec["epochs"] == 1
+            # the trainer itself ran that schedule (nnU-Net's training log names where its schedule came from)
+            logs = list((dataset / folder / f"fold_{fold}").glob("training_log_*.txt"))
+            assert logs and "REP3D_CPU_SCHEDULE=1x2,batch2" in logs[0].read_text(), method
             records[(method, fold)] = rec
     splits = json.loads((pre / "splits_final.json").read_text())
     for method, folder in TRAINERS.items():  # every method validated on the split's own cases
@@ -48,19 +53,10 @@ def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
     out = tmp_path / "report"
     report_args = ["rep3d-nnunet", "benchmark", "report", *args, "-o", str(out), "--reference", "rep3d",
                    "--bootstrap", "2000"]
-    epochs = {m: rec["epochs"] for (m, _), rec in records.items()}
-    if len(set(epochs.values())) == 1:
-        run_cli(report_args, env)
-        assert "Checked equal for every method" in (out / "report.md").read_text()
-    else:
-        # the tiny variants of different trainer families need not share an epoch count (the baselines'
-        # tiny schedule is 1 epoch, Rep3D's and nnU-Net's 2): the guard must refuse, naming it ...
-        with pytest.raises(AssertionError, match=r"\[epochs\] methods were trained for different numbers"):
-            run_cli(report_args, env)
-        # ... and report only with the explicit override, which the report states
-        run_cli([*report_args, "--allow-unfair", "epochs"], env)
-        assert "OVERRIDE: this comparison is NOT fair" in (out / "report.md").read_text()
+    run_cli(report_args, env)  # one schedule for all: like with like, no override needed
     report = (out / "report.md").read_text()
+    assert "Checked equal for every method" in report and "Schedule: `cpu:1x2,batch2`" in report
+    assert "rep3d-nnunet benchmark run -d 4" in report  # the command lines that made it
     assert "Wilcoxon" in report
     rows = {r["method"]: r for r in csv.DictReader(open(out / "summary_validation.csv"))}
     assert set(rows) == set(METHODS) and len({r["n_cases"] for r in rows.values()}) == 1
@@ -68,6 +64,10 @@ def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
     assert rows["rep3d"]["holm_p"] == "" and all(0 < float(rows[m]["holm_p"]) <= 1 for m in METHODS[1:])
     res = {r["method"]: r for r in csv.DictReader(open(out / "resources.csv"))}
     assert all(float(res[m]["params_m"]) > 0 and float(res[m]["gflops"]) > 0 for m in METHODS), res
+    assert float(res["rep3d"]["gflops_fft"]) < float(res["rep3d"]["gflops"])  # 21^3 kernels: FFT is cheaper
+    assert res["resenc_m"]["gflops_fft"] == res["resenc_m"]["gflops"]         # no large depthwise convs
+    assert float(res["rep3d"]["planned_memory_gb"]) > 0 and res["mednext_s_k3"]["planned_memory_gb"] == ""
+    assert res["mednext_s_k3"]["patch_size"] == "48x64x48"  # MONAI baseline: patch rounded up to 16s
     assert (out / "boxplot_validation.png").stat().st_size > 5000
     print(report)
 
