@@ -149,8 +149,8 @@ def planned_memory(m: MethodResults, preset: str = "M") -> Dict[str, Optional[fl
     config = fairness.resolved_configuration(m.plans, m.configuration)
     out: Dict[str, Optional[float]] = {"batch_size": config.get("batch_size"), "estimate": None, "planned_gb": None}
     arch = config.get("architecture") or {}
-    if not arch.get("arch_kwargs"):
-        return out
+    if not arch.get("arch_kwargs") or _is_baseline(m.trainer):
+        return out  # baselines build their own network: the plans' U-Net block is not what they train
     try:
         import torch
         from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
@@ -175,6 +175,14 @@ def planned_memory(m: MethodResults, preset: str = "M") -> Dict[str, Optional[fl
     except Exception:  # not an nnU-Net-style architecture block: no estimate, a blank column
         pass
     return out
+
+
+def _is_baseline(trainer: str) -> bool:
+    try:
+        from rep3d_nnunet.nnunet.baselines import BASELINE_TRAINERS
+    except Exception:  # MONAI missing: no baseline can have been trained here
+        return False
+    return trainer in BASELINE_TRAINERS
 
 
 def resource_row(m: MethodResults, cost: str, cache: Dict[str, dict], preset: str = "M") -> dict:
@@ -242,7 +250,8 @@ def memory_notice(resources: Mapping[str, dict], budget: Optional[str] = None) -
             f"a {target:.0f} GB plan at the {base} budget ({PRESET_TARGET_GB[base]} GB x {ratio:.2f}), which "
             f"ResEnc's **{preset}** preset ({PRESET_TARGET_GB[preset]} GB) matches"
             + (f": compare {high} with ResEnc {preset} (`benchmark run --budget {preset}` for the nnU-Net "
-               f"family), or re-plan {high} with `-gpu_memory_target {PRESET_TARGET_GB[base] / ratio:.1f}`."
+               f"family), or re-plan {high} with `-gpu_memory_target {PRESET_TARGET_GB[base] / ratio:.1f}` "
+               "(nnU-Net-family methods; baselines follow nnUNetPlans)."
                if preset != base else
                f" as well (the gap is within one preset): re-plan {high} with `-gpu_memory_target "
                f"{PRESET_TARGET_GB[base] / ratio:.1f}` to compare at equal memory.")
@@ -395,7 +404,7 @@ def benchmark_report(methods: Mapping[str, Path], folds: Sequence[int], out_dir:
     else:
         md += ["Checked equal for every method: validation cases of every fold (and the recorded "
                "`splits_final.json` hash), preprocessing (data identifier, spacing, normalisation, resampling, "
-               "transpose, intensity properties), label set, and epochs trained.", ""]
+               "transpose, intensity properties), label set, epochs trained and the recorded schedule.", ""]
     md += ["## Dice", "",
            f"Per case: mean Dice over classes (NaN classes ignored, as nnU-Net does). Mean ± sample std over cases; "
            f"95% percentile bootstrap CI of the mean ({n_resamples} resamples, seed {seed}); two-sided Wilcoxon "
