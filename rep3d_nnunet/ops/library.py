@@ -103,6 +103,8 @@ def _setup_context(ctx, inputs, output) -> None:
     x, weight, bias, path = inputs
     _, saved_a, saved_b = output
     ctx.mark_non_differentiable(saved_a, saved_b)
+    # no zero-filled gradients for the saved outputs (a memset of the spectra's size per backward)
+    ctx.set_materialize_grads(False)
     # FFT: keep the spectra (not x); direct: its backward convolves x and weight again
     ctx.save_for_backward(*((saved_a, saved_b) if path == "fft" else (x, weight)))
     ctx.path = path
@@ -110,10 +112,12 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.has_bias = bias is not None
 
 
-def _backward(ctx, grad_y: Tensor, _grad_a: Tensor, _grad_b: Tensor):
+def _backward(ctx, grad_y: Optional[Tensor], _grad_a: Optional[Tensor], _grad_b: Optional[Tensor]):
     a, b = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     gx = gw = gb = None
+    if grad_y is None:  # y did not reach the loss (grads are not materialised, see _setup_context)
+        return None, None, None, None
     if need_x or need_w:
         gx, gw = torch.ops.rep3d.dwconv3d_backward(grad_y, a, b, ctx.kernel, ctx.path, need_x, need_w)
     if ctx.has_bias and need_b:
