@@ -105,8 +105,11 @@ class Rep3DUNet(nn.Module):
 # non-linearity keeps for backward (about 2.3 stored maps, measured for ResEnc M). Calibrated so that
 # (Rep3D estimate / ResEnc M estimate) tracks (Rep3D measured peak / ResEnc M measured peak) of a real
 # training step at the same patch (scripts/measure_memory.py, docs/memory.md).
-SPECTRUM_WEIGHT = 0.5   # one stored tensor (the FFT path's input spectrum, ~prod(N) floats) ~ half a unit
+# the FFT path keeps the input spectrum (~prod(N) floats per sample) and the kernel's (once per batch, half a
+# tensor per sample at batch 2): ~1.5 stored tensors, ~0.7 unit (fitted: 0.7 puts 48-80^3 at 0.98-1.01)
+SPECTRUM_WEIGHT = 0.7
 SHARED_WEIGHT = 0.5     # tensors made once per batch (masked kernel), per sample at nnU-Net's reference batch 2
+UXNET_MLP_WEIGHT = 4.0  # 3D UX-Net's LayerNorm + x4 MLP keep ~9 maps beyond the depthwise conv: ~4 units
 
 
 def fft_padded_voxels(spatial: Sequence[int], kernel: Sequence[int]) -> int:
@@ -124,25 +127,29 @@ def block_feature_map_size(encoder: Rep3DEncoder, channels: int, spatial: Sequen
     """One encoder block's estimate (per sample, nnU-Net's unit) at a stage of ``spatial`` size.
 
     - the depthwise conv's output (its BatchNorm and GELU ride along, as nnU-Net counts);
-    - large kernels (> 3) run on the FFT path, which keeps the input spectrum for backward:
-      ``SPECTRUM_WEIGHT`` x C x the transform's voxels (``fft_padded_voxels``);
+    - where the GPU's training path is the FFT (``ops.dispatch.choose_path``: large kernels on large
+      maps), the input spectrum kept for backward: ``SPECTRUM_WEIGHT`` x C x the transform's voxels
+      (``fft_padded_voxels``);
     - a masked kernel keeps the effective kernel W * M (once per batch: ``SHARED_WEIGHT``);
-    - CSLA keeps its second branch's output; 3D UX-Net blocks their x4 MLP (LayerNorm, expansion, compression).
+    - CSLA keeps its second branch's output; 3D UX-Net blocks their x4 MLP: ``UXNET_MLP_WEIGHT`` units
+      (LayerNorm, 4C expansion, GELU, compression: ~9 stored maps, measured).
     """
+    from rep3d_nnunet.ops.dispatch import choose_path, crop_slices
+
     vox = int(np.prod(spatial, dtype=np.int64))
     k3 = [int(k) for k in kernel_size_3d(kernel)]
+    spatial = tuple(int(v) for v in spatial)
+    cropped = tuple(sl.stop - sl.start for sl in crop_slices(spatial, tuple(k3)))
     total = float(channels * vox)
-    if max(k3) > 3:
+    # the GPU's training path decides (the planner plans GPU memory); the direct path keeps no padded copy
+    if choose_path(spatial, cropped, torch.device("cuda"), backward=True) == "fft":
         total += SPECTRUM_WEIGHT * channels * fft_padded_voxels(spatial, k3)
     if encoder.mask != "none":
-        from rep3d_nnunet.ops.dispatch import crop_slices
-
-        cropped = [sl.stop - sl.start for sl in crop_slices(tuple(int(v) for v in spatial), tuple(k3))]
         total += SHARED_WEIGHT * channels * float(np.prod(cropped))
     if encoder.csla_small_kernel is not None:
         total += channels * vox
     if encoder.block == "uxnet":
-        total += (4 + 1 + 1) * channels * vox
+        total += UXNET_MLP_WEIGHT * channels * vox
     return total
 
 
