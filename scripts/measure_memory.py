@@ -266,6 +266,8 @@ def markdown(rows: List[dict], args: argparse.Namespace, command: str) -> str:
         f"Machine: {machine}, {os.cpu_count()} CPUs, load average {load:.1f}; torch {torch.__version__}; "
         f"device {args.device}; date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.  ",
         f"Channels divided by {args.width_divisor}; batch {args.batch}; peak of the 2nd training step.  ",
+        *([f"Measured peaks read from `{args.from_json}` (an earlier measuring run, see the text above); "
+           "estimates and ratios recomputed by this run.  "] if args.from_json else []),
         f"Largest |estimate ratio / measured ratio - 1| over the Rep3D rows: **{worst:.1%}** (target: within 15%).",
         "",
         "| patch | method | stages | estimate (M elements / sample) | measured peak (MiB) | static (MiB) | "
