@@ -71,10 +71,12 @@ SMOKE_PLANS = "nnUNetRep3DSmokePlans"
 
 def private_nnunetv2(root: Path) -> Path:
     """Copy the installed nnunetv2 package under ``root`` (sources only) and return the folder to put on
-    PYTHONPATH, so `rep3d-nnunet register` writes its shims there and the shared venv is never modified."""
+    PYTHONPATH, so `rep3d-nnunet register` writes its shims there and the shared venv is never modified.
+
+    Shims of an earlier `register` into the installed nnunetv2 are left out: every copy starts unregistered."""
     import nnunetv2
 
     site = root / "site"
     shutil.copytree(Path(nnunetv2.__file__).parent, site / "nnunetv2",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "rep3d_nnunet_*"))
     return site   # single-threaded augmenter: 2 CI cores, no worker processes
