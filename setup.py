@@ -16,7 +16,7 @@ setup(
     package_data={"rep3d_nnunet.plans_templates": ["*.json"]},
     install_requires=[
         "nnunetv2>=2.8.1,<2.9",
-        "torch>=2.1.2",
+        "torch>=2.4",  # torch.library.custom_op / register_autograd (the dwconv3d op)
         "dynamic-network-architectures>=0.4.4,<0.5",
         "batchgenerators>=0.25",
         "SimpleITK",

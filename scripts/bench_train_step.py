@@ -25,7 +25,8 @@ from typing import Dict, List
 
 import torch
 
-from rep3d_nnunet.benchmark.timing import build_from_arch, device_sync, make_train_step, measure, resenc_m_arch
+from rep3d_nnunet.benchmark.timing import (build_from_arch, device_sync, emit_report, make_train_step, measure,
+                                           resenc_m_arch)
 from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
 
 MODES = ("eager-fp32", "eager-amp", "compiled-fp32", "compiled-amp")
@@ -123,11 +124,7 @@ def main(argv=None) -> None:
         lines.append(f"{r['network']:<19}{r['mode']:<15}{r['params_M']:>9.1f}{r['s_per_iter']:>9.3f}"
                      f"{r['ratio_to_resenc_m']:>11.2f}{r['s_per_iter'] * 250 * 1000 / 3600:>10.1f}"
                      f"{r['peak_GiB']:>9.2f}{r['first_s']:>9.1f}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

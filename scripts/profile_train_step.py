@@ -19,7 +19,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from rep3d_nnunet.benchmark.timing import build_from_arch, device_sync, make_train_step, resenc_m_arch
+from rep3d_nnunet.benchmark.timing import build_from_arch, device_sync, emit_report, make_train_step, resenc_m_arch
 from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
 
 
@@ -78,11 +78,7 @@ def main(argv=None) -> None:
     for e in top:
         t = getattr(e, key)
         lines.append(f"{100 * t / total:>8.1f}  {t / 1e3 / args.iters:>9.2f}  {e.count / args.iters:>10.0f}  {e.key[:100]}")
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,13 @@ def build_from_arch(arch: dict, input_channels: int, num_classes: int, deep_supe
     if hasattr(net, "initialize"):
         net.apply(net.initialize)
     return net
+
+
+def emit_report(lines: list, out: Optional[str] = None) -> str:
+    """Print a measurement report (a list of lines) and, with ``out``, also write it to that file."""
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    return text
