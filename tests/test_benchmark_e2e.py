@@ -17,11 +17,10 @@ TRAINERS = {"rep3d": "nnUNetTrainerRep3D_tiny__nnUNetRep3DPlans__3d_fullres",
 
 
 @pytest.mark.slow
-def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
-    env, _ = hippocampus_preprocessed
-    # own results folder: the session's preprocessed data (and its splits) are shared, results are not
-    env = {**env, **TRAIN_ENV, "nnUNet_results": str(tmp_path / "results")}
-    run_cli(["rep3d-nnunet", "register"], env)
+def test_benchmark_run_report_and_rerun(registered_env, tmp_path):
+    # own results folder: the session's preprocessed data (and its splits) and the registered private
+    # nnunetv2 copy are shared, results are not (the venv's nnunetv2 is never registered into)
+    env = {**registered_env, **TRAIN_ENV, "nnUNet_results": str(tmp_path / "results")}
     args = ["-d", "4", "-m", *METHODS, "-f", "0", "1", "--schedule", "cpu:1x2,batch2"]
     t0 = time.perf_counter()
     first = run_cli(["rep3d-nnunet", "benchmark", "run", *args, "--device", "cpu", "--np", "2"], env, timeout=1800)
@@ -67,7 +66,9 @@ def test_benchmark_run_report_and_rerun(hippocampus_preprocessed, tmp_path):
     assert float(res["rep3d"]["gflops_fft"]) < float(res["rep3d"]["gflops"])  # 21^3 kernels: FFT is cheaper
     assert res["resenc_m"]["gflops_fft"] == res["resenc_m"]["gflops"]         # no large depthwise convs
     assert float(res["rep3d"]["planned_memory_gb"]) > 0 and res["mednext_s_k3"]["planned_memory_gb"] == ""
-    assert res["mednext_s_k3"]["patch_size"] == "48x64x48"  # MONAI baseline: patch rounded up to 16s
+    # MONAI baseline: nnUNetPlans' patch, each axis rounded up to a multiple of 16
+    planned = json.loads((pre / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"]["patch_size"]
+    assert res["mednext_s_k3"]["patch_size"] == "x".join(str(-(-int(p) // 16) * 16) for p in planned)
     assert (out / "boxplot_validation.png").stat().st_size > 5000
     print(report)
 
