@@ -111,7 +111,7 @@ def _add_plans(sub: argparse._SubParsersAction) -> None:
                     "never modified).")
     m.add_argument("-d", "--dataset", required=True, help="dataset id or name, e.g. 4 or Dataset004_Hippocampus")
     m.add_argument("-t", "--template", required=True,
-                   help="template name in plans_templates/ (e.g. rep3d_lrbm, uxnet) or a path to a .json")
+                   help="geometry template in plans_templates/ (rep3d, uxnet) or a path to a .json")
     m.add_argument("--source-plans", default="nnUNetPlans", help="plans to start from (default: nnUNetPlans)")
     m.add_argument("--plans-name", default=None,
                    help="name of the new plans (default: <source-plans>_<template>); use it with -p")

@@ -27,7 +27,7 @@ import torch
 
 from rep3d_nnunet.benchmark.timing import (build_from_arch, device_sync, emit_report, make_train_step, measure,
                                            resenc_m_arch)
-from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
+from rep3d_nnunet.nnunet.architecture import Rep3DVariant, trained_architecture
 
 MODES = ("eager-fp32", "eager-amp", "compiled-fp32", "compiled-amp")
 NETWORKS = {"ResEnc M": None, "Rep3D (LRBM)": Rep3DVariant(mask="lrbm"),
@@ -97,7 +97,8 @@ def main(argv=None) -> None:
         torch.backends.cudnn.benchmark = True
 
     base = resenc_m_arch(args.stages)
-    archs = {n: base if NETWORKS[n] is None else rep3d_architecture(base, args.patch, NETWORKS[n]) for n in names}
+    archs = {n: base if NETWORKS[n] is None else trained_architecture(base, args.patch, NETWORKS[n])
+             for n in names}
     rows: List[Dict] = []
     for mode in modes:
         for name, arch in archs.items():

@@ -20,7 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from rep3d_nnunet.benchmark.timing import build_from_arch, device_sync, emit_report, make_train_step, resenc_m_arch
-from rep3d_nnunet.nnunet.architecture import Rep3DVariant, rep3d_architecture
+from rep3d_nnunet.nnunet.architecture import Rep3DVariant, trained_architecture
 
 
 def main(argv=None) -> None:
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
         args.patch, args.stages, args.batch, args.iters = [32, 32, 32], 4, 1, 1
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
-    arch = rep3d_architecture(resenc_m_arch(args.stages), args.patch, Rep3DVariant(mask=args.mask))
+    arch = trained_architecture(resenc_m_arch(args.stages), args.patch, Rep3DVariant(mask=args.mask))
     net = build_from_arch(arch, 1, 4).to(dev)
     model = torch.compile(net) if args.compile else net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)

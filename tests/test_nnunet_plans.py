@@ -60,7 +60,10 @@ def test_conversion_keeps_geometry_and_chooses_kernels_per_stage():
     # full resolution: small kernel; then 21, clipped per axis to 2 * feature map - 1
     assert kw["dw_kernel_sizes"] == [[3, 3, 3], [21, 21, 21], [21, 21, 21], [11, 21, 21], [11, 19, 19]]
     assert kw["n_blocks_per_stage"] == [1, 2, 2, 2, 2]
-    assert (kw["block"], kw["mask"], kw["csla_small_kernel"]) == ("rep3d", "lrbm", None)
+    # one owner per fact: the plans hold geometry; block, mask and CSLA are the trainer's
+    assert not {"block", "mask", "csla_small_kernel"} & set(kw)
+    kw_lrbm = apply_variant(kw, Rep3DVariant())
+    assert (kw_lrbm["block"], kw_lrbm["mask"], kw_lrbm["csla_small_kernel"]) == ("rep3d", "lrbm", None)
 
 
 def test_trainer_variants_cap_kernels_and_keep_csla_stages_alike():
@@ -75,18 +78,18 @@ def test_trainer_variants_cap_kernels_and_keep_csla_stages_alike():
 
 def test_templates_load_and_the_default_one_is_the_planners():
     names = sorted(p.stem for p in TEMPLATES_DIR.glob("*.json"))
-    assert names == ["rep3d_csla", "rep3d_fixed_prior", "rep3d_lrbm", "rep3d_plain_lk", "uxnet", "uxnet_lrbm"]
+    assert names == ["rep3d", "uxnet"]  # geometry only: the variants are trainers
     for name in names:
         assert json.loads((TEMPLATES_DIR / f"{name}.json").read_text())["description"]
         rep3d_architecture(RESENC_ARCH, PATCH, Rep3DVariant.from_template(name))
-    assert Rep3DVariant.from_template("rep3d_lrbm") == nnUNetPlannerRep3D.variant == Rep3DVariant()
-    with pytest.raises(PlansError, match="not found.*rep3d_lrbm"):
+    assert Rep3DVariant.from_template("rep3d") == nnUNetPlannerRep3D.variant == Rep3DVariant()
+    with pytest.raises(PlansError, match="not found.*rep3d"):
         Rep3DVariant.from_template("nope")
 
 
 def test_checks_name_what_is_wrong():
     rep3d = merged_plans(plans_with(RESENC_ARCH), Rep3DVariant(), "nnUNetRep3DPlans")
-    assert check_rep3d_plans(rep3d, "3d_fullres")["mask"] == "lrbm"
+    assert check_rep3d_plans(rep3d, "3d_fullres")["dw_kernel_sizes"][1] == [21, 21, 21]
     assert check_rep3d_plans(rep3d, "3d_cascade_fullres")  # inherited configurations resolve
     with pytest.raises(PlansError, match="no configuration '2d'"):
         check_rep3d_plans(rep3d, "2d")
@@ -117,7 +120,7 @@ def test_merge_template_command_writes_new_plans_and_never_overwrites(tmp_path, 
         "3d_fullres", "3d_cascade_fullres"}
     cfg = merged["configurations"]["3d_fullres"]
     assert cfg["data_identifier"] == "nnUNetPlans_3d_fullres" and cfg["patch_size"] == PATCH
-    assert cfg["architecture"]["arch_kwargs"]["block"] == "uxnet"
+    assert cfg["architecture"]["arch_kwargs"]["dw_kernel_sizes"][1:] == [[7, 7, 7]] * 4
     assert source.read_bytes() == before
 
     written = target.read_bytes()
@@ -132,8 +135,11 @@ def test_merge_template_command_writes_new_plans_and_never_overwrites(tmp_path, 
 
 def test_custom_template_file(tmp_path):
     path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"description": "x", "rep3d": {"large_kernel_size": 13}}))
+    assert Rep3DVariant.from_template(str(path)) == replace(Rep3DVariant(), large_kernel_size=13)
     path.write_text(json.dumps({"description": "x", "rep3d": {"mask": "prior", "large_kernel_size": 13}}))
-    assert Rep3DVariant.from_template(str(path)) == replace(Rep3DVariant(), mask="prior", large_kernel_size=13)
+    with pytest.raises(PlansError, match=r"\['mask'\].*geometry only.*the trainer decides"):
+        Rep3DVariant.from_template(str(path))
     path.write_text(json.dumps({"rep3d": {"kernel": 13}}))
     with pytest.raises(PlansError, match="unknown keys"):
         Rep3DVariant.from_template(str(path))

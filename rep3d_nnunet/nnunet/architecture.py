@@ -1,9 +1,10 @@
 """Plans <-> network: the Rep3D architecture block of a plans file, its variants and its checks.
 
-One place answers "which Rep3DUNet does this configuration build": the planner and
-``plans merge-template`` turn an nnU-Net U-Net architecture block into a Rep3D one
-(``rep3d_architecture``), trainers apply their variant on top (``apply_variant``), and
-everything that reads plans first calls ``check_rep3d_configuration``.
+One place answers "which Rep3DUNet does this configuration build", with one owner per
+fact: the planner and ``plans merge-template`` turn an nnU-Net U-Net architecture block
+into a Rep3D one holding the *geometry* (``rep3d_architecture``; templates hold geometry
+only), trainers add *block, mask and CSLA* (``apply_variant``), and everything that
+reads plans first calls ``check_rep3d_configuration``.
 """
 from __future__ import annotations
 
@@ -63,10 +64,21 @@ class Rep3DVariant:
             raise PlansError(f"plans template {name_or_path!r} not found (looked for {path}); "
                              f"shipped templates: {known}")
         block = json.loads(path.read_text())["rep3d"]
-        unknown = set(block) - {f.name for f in fields(cls)}
+        owned_by_trainer = set(block) & set(TRAINER_KEYS)
+        if owned_by_trainer:
+            raise PlansError(f"{path}: {sorted(owned_by_trainer)} in the 'rep3d' block: templates hold geometry only "
+                             "(kernel sizes, blocks per stage, stem); the trainer decides block, mask and CSLA "
+                             "(e.g. -tr nnUNetTrainerRep3DFixedPrior, nnUNetTrainerUXNetLRBM). Remove those keys.")
+        unknown = set(block) - set(GEOMETRY_KEYS)
         if unknown:
-            raise PlansError(f"{path}: unknown keys {sorted(unknown)} in the 'rep3d' block")
+            raise PlansError(f"{path}: unknown keys {sorted(unknown)} in the 'rep3d' block "
+                             f"(a template holds {list(GEOMETRY_KEYS)})")
         return cls(**block)
+
+
+# one owner each: plans (templates, planners) hold the geometry, the trainer holds block, mask and CSLA
+GEOMETRY_KEYS = ("large_kernel_size", "small_kernel_size", "n_blocks_per_stage", "stem_kernel_size")
+TRAINER_KEYS = ("block", "mask", "csla_small_kernel")
 
 
 def stage_feature_map_sizes(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> List[List[int]]:
@@ -88,7 +100,10 @@ def rep3d_architecture(unet_arch: dict, patch_size: Sequence[int], variant: Rep3
     """Turn an nnU-Net U-Net architecture block (PlainConvUNet / ResidualEncoderUNet) into a Rep3D one.
 
     Keeps the geometry (stages, strides, features, decoder) and adds the encoder's
-    depthwise kernel per stage (see ``Rep3DVariant``) and the variant's block/mask.
+    geometry from ``variant``'s geometry fields (``GEOMETRY_KEYS``): depthwise kernel
+    and blocks per stage, stem. Block, mask and CSLA are not written: the trainer owns
+    them (``apply_variant``); a network built from these plans without a trainer gets
+    ``Rep3DUNet``'s defaults (Rep3D blocks, LRBM mask).
     """
     kw = unet_arch["arch_kwargs"]
     missing = [k for k in _SHARED_KEYS if k not in kw]
@@ -107,8 +122,20 @@ def rep3d_architecture(unet_arch: dict, patch_size: Sequence[int], variant: Rep3
     arch_kwargs = {k: deepcopy(kw[k]) for k in _SHARED_KEYS}
     arch_kwargs.update(strides=strides, dw_kernel_sizes=dw, n_blocks_per_stage=blocks,
                        stem_kernel_size=variant.stem_kernel_size)
-    return {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": apply_variant(arch_kwargs, variant),
+    # geometry only: block, mask and CSLA are the trainer's (apply_variant, when it builds the network)
+    return {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": arch_kwargs,
             "_kw_requires_import": list(REQUIRES_IMPORT)}
+
+
+def trained_architecture(unet_arch: dict, patch_size: Sequence[int], variant: Rep3DVariant) -> dict:
+    """The architecture block a trainer of ``variant`` builds from plans made with ``variant``'s geometry.
+
+    ``rep3d_architecture`` (the plans' part) followed by ``apply_variant`` (the trainer's part):
+    what benchmarks and tests use to build one variant at one geometry.
+    """
+    arch = rep3d_architecture(unet_arch, patch_size, variant)
+    arch["arch_kwargs"] = apply_variant(arch["arch_kwargs"], variant)
+    return arch
 
 
 def apply_variant(arch_kwargs: dict, variant: Rep3DVariant) -> dict:
