@@ -26,7 +26,7 @@ from typing import Dict, List
 import torch
 
 from rep3d_nnunet.benchmark.timing import (build_from_arch, device_sync, emit_report, make_train_step, measure,
-                                           resenc_m_arch)
+                                           resenc_m_arch, step_parser)
 from rep3d_nnunet.nnunet.architecture import Rep3DVariant, trained_architecture
 
 MODES = ("eager-fp32", "eager-amp", "compiled-fp32", "compiled-amp")
@@ -71,11 +71,7 @@ def time_one(arch: dict, mode: str, args: argparse.Namespace, dev: torch.device)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--patch", type=int, nargs=3, default=[128, 128, 128])
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--stages", type=int, default=6)
+    p = step_parser(__doc__)
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--modes", default="eager-fp32,eager-amp", help=f"comma-separated, from {', '.join(MODES)}")

@@ -12,23 +12,19 @@ total, and the share of our large-kernel op (``rep3d::`` custom ops and the FFTs
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from rep3d_nnunet.benchmark.timing import build_from_arch, device_sync, emit_report, make_train_step, resenc_m_arch
+from rep3d_nnunet.benchmark.timing import (build_from_arch, device_sync, emit_report, make_train_step, resenc_m_arch,
+                                           step_parser)
 from rep3d_nnunet.nnunet.architecture import Rep3DVariant, trained_architecture
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--patch", type=int, nargs=3, default=[128, 128, 128])
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--stages", type=int, default=6)
+    p = step_parser(__doc__)
     p.add_argument("--mask", default="lrbm", help="mask mode of the Rep3D variant (lrbm, prior, none)")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--compile", action="store_true", help="profile the torch.compile'd network")

@@ -100,3 +100,15 @@ def emit_report(lines: list, out: Optional[str] = None) -> str:
         with open(out, "w") as f:
             f.write(text)
     return text
+
+
+def step_parser(description: str):
+    """An argparse parser with the step scripts' shared geometry options: --device, --patch, --batch, --stages."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--patch", type=int, nargs=3, default=[128, 128, 128])
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--stages", type=int, default=6, help="U-Net stages of ResEnc M's geometry")
+    return p
